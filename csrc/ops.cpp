@@ -1,0 +1,22 @@
+// The one schema file: every operator of the rcl_kernels namespace is declared here.
+// Kernels live per backend in cpu/ and cuda/ (TORCH_LIBRARY_IMPL); fake (meta) kernels and
+// autograd formulas are registered from Python (rcl_kernels/ops/*.py).
+#include <torch/library.h>
+
+TORCH_LIBRARY(rcl_kernels, m) {
+  // SoI: continuous segment feature interpolation (see rcl_kernels/ops/segment_interp.py).
+  m.def(
+      "segment_interp(Tensor features, Tensor segments, int num_samples, int samples_per_point, "
+      "float context, str padding) -> Tensor");
+  m.def(
+      "segment_interp_backward(Tensor grad_output, Tensor features, Tensor segments, int num_samples, "
+      "int samples_per_point, float context, str padding, bool need_features_grad, "
+      "bool need_segments_grad) -> (Tensor, Tensor)");
+
+  // Batched Soft-NMS (see rcl_kernels/ops/soft_nms.py). labels / lengths may be empty tensors
+  // meaning "absent"; gate_t1 < 0 disables the width gate.
+  m.def(
+      "soft_nms(Tensor segments, Tensor scores, Tensor labels, Tensor lengths, str method, float sigma, "
+      "float iou_threshold, float min_score, int top_k, float gate_t1, float gate_t2) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+}

@@ -1,0 +1,12 @@
+"""rcl_kernels: custom kernels for RCL-style temporal action detection.
+
+Importing the package loads the compiled operators (if built) and registers the Triton ones;
+it never initialises CUDA. rcl_kernels.info() reports what was built.
+"""
+
+__version__ = "0.1.0"
+
+from rcl_kernels._info import info  # noqa: E402
+from rcl_kernels.ops.segment_interp import segment_interp  # noqa: E402
+
+__all__ = ["__version__", "info", "segment_interp"]

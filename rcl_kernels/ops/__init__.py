@@ -1,0 +1,1 @@
+"""Public ops: validation, backend choice and torch.library registration (fake + autograd)."""

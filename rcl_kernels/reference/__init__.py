@@ -1,0 +1,1 @@
+"""Pure-PyTorch references: the baselines, the fallbacks and the test oracles."""
