@@ -48,15 +48,25 @@ class OpBackends:
 
     def resolve(self, backend: str, device: torch.device) -> str:
         """Turn the user's backend argument into a backend that can run on `device`."""
+        return _resolve(self, backend, device.type)
+
+    def _resolve_uncached(self, backend: str, device_type: str) -> str:
         if backend not in BACKENDS or (backend != "auto" and backend not in self.backends):
             raise ValueError(
                 f"{self.op_name}: backend must be one of {('auto',) + self.backends}, got {backend!r}"
             )
         if backend == "auto":
-            return self.auto(device.type)
-        if backend not in self.available(device.type):
+            return self.auto(device_type)
+        if backend not in self.available(device_type):
             raise RuntimeError(
-                f"{self.op_name}: backend {backend!r} is not available for {device.type} tensors "
-                f"(available: {self.available(device.type)}); see rcl_kernels.info()"
+                f"{self.op_name}: backend {backend!r} is not available for {device_type} tensors "
+                f"(available: {self.available(device_type)}); see rcl_kernels.info()"
             )
         return backend
+
+
+# torch.compile cannot trace the dispatcher queries behind available(); the choice depends only
+# on what was built, so the compiler may treat it as a constant.
+@torch.compiler.assume_constant_result
+def _resolve(table: OpBackends, backend: str, device_type: str) -> str:
+    return table._resolve_uncached(backend, device_type)

@@ -1,0 +1,172 @@
+"""SoI benchmark: every built backend of rcl_kernels.segment_interp against what users do today.
+
+Baselines, measured in the same run:
+  bmn_mask_matmul   BMN's boundary-matching layer: features @ a precomputed (T, N*T*T) sample mask
+                    (its own (B, C, N, T, T) layout; gradient for the features only)
+  gather_lerp_eager the pure-PyTorch reference (rcl_kernels.reference), eager
+  gather_lerp_compile the same under torch.compile
+  roi_align         torchvision.ops.roi_align on a (B, C, 1, T) map, one box per segment, as OpenTAD does
+  grid_sample       F.grid_sample on a (B, C, 1, T) map (output left in its (B, C, K, N) layout)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import BenchConfig, row, standalone_main, try_measure  # noqa: E402
+
+import rcl_kernels  # noqa: E402
+from rcl_kernels.ops.segment_interp import SEGMENT_INTERP_BACKENDS  # noqa: E402
+from rcl_kernels.reference.segment_interp import segment_interp_reference  # noqa: E402
+
+OP = "segment_interp"
+
+
+def problems(quick: bool) -> dict:
+    """anet: BMN's ActivityNet setting, all start <= end cells of a 100-step grid (jittered to
+    continuous coordinates), 3 sub-samples per point, context 0.5. dense: 100,000 continuous
+    segments over a 1,000-step video. Quick (CPU) versions shrink channels and batch."""
+    if quick:
+        return {
+            "anet": dict(B=2, C=32, T=100, N=32, S=3, context=0.5, K=5050),
+            "dense": dict(B=1, C=32, T=1000, N=32, S=3, context=0.5, K=10_000),
+        }
+    return {
+        "anet": dict(B=16, C=256, T=100, N=32, S=3, context=0.5, K=5050),
+        "dense": dict(B=1, C=256, T=1000, N=32, S=3, context=0.5, K=100_000),
+    }
+
+
+def grid_anchors(B: int, T: int, K: int, device, generator: torch.Generator) -> torch.Tensor:
+    """All start <= end cells of a T grid (T(T+1)/2 of them) when K equals that count, else K
+    random segments; jittered by up to half a step so the coordinates are continuous."""
+    if K == T * (T + 1) // 2:
+        start, end = torch.triu_indices(T, T)
+        seg = torch.stack([start, end], -1).float().expand(B, -1, -1)
+    else:
+        start = torch.rand(B, K, generator=generator) * (T - 1)
+        length = torch.rand(B, K, generator=generator) * (T - 1 - start)
+        seg = torch.stack([start, start + length], -1)
+    jitter = (torch.rand(seg.shape, generator=generator) - 0.5)
+    return (seg + jitter).contiguous().to(device)
+
+
+def bmn_mask(T: int, N: int, S: int, context: float, device) -> torch.Tensor:
+    """BMN's (T, N*T*T) mask over every (duration, start) cell, built by applying the reference
+    op to one-hot features (the same numbers as BMN's own numpy loops, built much faster)."""
+    start = torch.arange(T).repeat(T)
+    duration = torch.arange(T).repeat_interleave(T)
+    valid = (start + duration < T).double()
+    end = start + duration
+    center = (end - start + 1).double()
+    seg = torch.stack([start - center * context, end + center * context], -1).unsqueeze(0)
+    eye = torch.eye(T, dtype=torch.float64).unsqueeze(0)  # features: channel c is the one-hot of step c
+    w = segment_interp_reference(eye, seg, N, S, 0.0, "bmn")[0]  # (T*T cells, T, N)
+    w = w * valid.view(-1, 1, 1)
+    return w.permute(1, 2, 0).reshape(T, N * T * T).float().to(device)  # (T, N * D * start)
+
+
+def _fwd_bwd(fn, inputs, grad):
+    def run():
+        out = fn(*inputs)
+        # allow_unused: roi_align and the BMN matmul give no gradient for the coordinates.
+        return torch.autograd.grad(out, [x for x in inputs if x.requires_grad], grad(out), allow_unused=True)
+    return run
+
+
+def run(cfg: BenchConfig) -> list[dict]:
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    dtypes = [torch.float32, torch.bfloat16] if cfg.is_cuda else [torch.float32]
+    for pname, p in problems(cfg.quick).items():
+        B, C, T, N, S, ctx, K = (p[k] for k in ("B", "C", "T", "N", "S", "context", "K"))
+        segments = grid_anchors(B, T, K, cfg.device, gen)
+        for dtype in dtypes:
+            dname = str(dtype).replace("torch.", "")
+            features = torch.randn(B, C, T, generator=gen).to(cfg.device, dtype)
+            out_bytes = B * K * C * N * features.element_size()
+
+            def add(impl, fn, inputs, ours, mode_list=("fwd", "fwd+bwd"), grad=None, **extra):
+                for mode in mode_list:
+                    if mode == "fwd":
+                        def call(fn=fn, inputs=inputs):
+                            with torch.no_grad():
+                                return fn(*inputs)
+                    else:
+                        leaf = [x.detach().requires_grad_(x.is_floating_point()) for x in inputs]
+                        call = _fwd_bwd(fn, leaf, grad or (lambda out: torch.ones_like(out)))
+                    timing, skip = try_measure(call, cfg)
+                    r = row(OP, pname, impl, mode, timing, ours=ours, dtype=dname, skipped=skip, **p, **extra)
+                    if timing is not None and mode == "fwd":
+                        r["gbps"] = (out_bytes + features.numel() * features.element_size()) / timing.ms / 1e6
+                    rows.append(r)
+
+            for backend in SEGMENT_INTERP_BACKENDS.available(cfg.device.type):
+                if backend == "reference" or (backend == "triton" and not cfg.is_cuda):
+                    continue  # reference is a baseline below; the Triton interpreter is not a speed path
+                add(backend, lambda f, s, b=backend: rcl_kernels.segment_interp(
+                    f, s, N, samples_per_point=S, context=ctx, backend=b), (features, segments), ours=True)
+
+            def reference(f, s):
+                return segment_interp_reference(f, s, N, S, ctx, "zeros")
+
+            add("gather_lerp_eager", reference, (features, segments), ours=False)
+            compiled = torch.compile(reference, dynamic=False)
+            add("gather_lerp_compile", compiled, (features, segments), ours=False)
+
+            if pname == "anet":
+                mask = bmn_mask(T, N, S, ctx, cfg.device).to(dtype)
+                add("bmn_mask_matmul", lambda f: torch.matmul(f, mask), (features,), ours=False)
+            else:
+                rows.append(row(OP, pname, "bmn_mask_matmul", "fwd", None, ours=False, dtype=dname,
+                                skipped=f"mask would be T x N*T*T = {T * N * T * T * 4 / 2**30:.0f} GiB in float32",
+                                **p))
+            add("grid_sample", lambda f, s: _grid_sample(f, s, N, S, ctx), (features, segments), ours=False)
+            try:
+                from torchvision.ops import roi_align  # noqa: F401
+
+                add("roi_align", lambda f, s: _roi_align(f, s, N, S, ctx), (features, segments), ours=False)
+            except ImportError:
+                rows.append(row(OP, pname, "roi_align", "fwd", None, ours=False, dtype=dname,
+                                skipped="torchvision not installed", **p))
+    return rows
+
+
+def _windows(segments: torch.Tensor, context: float):
+    length = segments[..., 1] - segments[..., 0]
+    return segments[..., 0] - context * length, segments[..., 1] + context * length
+
+
+def _grid_sample(features, segments, N, S, context):
+    B, C, T = features.shape
+    a, b = _windows(segments, context)
+    frac = torch.linspace(0, 1, N * S, device=features.device)
+    x = a.unsqueeze(-1) + (b - a).unsqueeze(-1) * frac  # (B, K, N*S)
+    grid = torch.stack([2 * x / (T - 1) - 1, torch.zeros_like(x)], -1).to(features.dtype)
+    out = F.grid_sample(features.unsqueeze(2), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    out = out.view(B, C, -1, N, S).mean(-1) if S > 1 else out  # (B, C, K, N)
+    return out
+
+
+def _roi_align(features, segments, N, S, context):
+    from torchvision.ops import roi_align
+
+    B, C, T = features.shape
+    K = segments.shape[1]
+    a, b = _windows(segments, context)
+    batch = torch.arange(B, device=features.device, dtype=segments.dtype).view(B, 1).expand(B, K)
+    # aligned=True puts pixel t's centre at t + 0.5: shift the boxes to match our convention.
+    boxes = torch.stack([batch, a + 0.5, torch.zeros_like(a), b + 0.5, torch.ones_like(a)], -1).view(-1, 5)
+    out = roi_align(features.unsqueeze(2), boxes.to(features.dtype), output_size=(1, N), spatial_scale=1.0,
+                    sampling_ratio=S, aligned=True)
+    return out.view(B, K, C, N)
+
+
+if __name__ == "__main__":
+    standalone_main("segment_interp", run, problems=problems(False))
