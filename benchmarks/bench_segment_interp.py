@@ -168,5 +168,35 @@ def _roi_align(features, segments, N, S, context):
     return out.view(B, K, C, N)
 
 
+def sweep(cfg: BenchConfig) -> list[dict]:
+    """Forward time and memory against the number of segments K (1e3 .. 1e6, fewer on a CPU) and
+    the video length T (100 .. 1,000), for our backends, eager and compiled reference, grid_sample."""
+    C, N = (32, 16) if cfg.quick else (256, 32)
+    Ks = [1_000, 10_000, 100_000] if cfg.quick else [1_000, 10_000, 100_000, 1_000_000]
+    Ts = [100, 300, 1000]
+    gen = torch.Generator().manual_seed(1)
+    rows = []
+    impls = {b: (lambda b: lambda f, s: rcl_kernels.segment_interp(f, s, N, backend=b))(b)
+             for b in SEGMENT_INTERP_BACKENDS.available(cfg.device.type)
+             if b != "reference" and (b != "triton" or cfg.is_cuda)}
+    impls["gather_lerp_eager"] = lambda f, s: segment_interp_reference(f, s, N)
+    if cfg.is_cuda:
+        impls["gather_lerp_compile"] = torch.compile(lambda f, s: segment_interp_reference(f, s, N), dynamic=True)
+    impls["grid_sample"] = lambda f, s: _grid_sample(f, s, N, 1, 0.0)
+    points = [("K", K, 100) for K in Ks] + [("T", 10_000, T) for T in Ts]
+    for var, K, T in points:
+        features = torch.randn(1, C, T, generator=gen).to(cfg.device)
+        segments = grid_anchors(1, T, K, cfg.device, gen)
+        for impl, fn in impls.items():
+            def call(fn=fn):
+                with torch.no_grad():
+                    return fn(features, segments)
+            timing, skip = try_measure(call, cfg, reps=3 if cfg.quick else 5, warmup=1)
+            rows.append(row(OP, f"sweep_{var}", impl, "fwd", timing, ours=impl not in (
+                "gather_lerp_eager", "gather_lerp_compile", "grid_sample"), skipped=skip, sweep=var, K=K, T=T,
+                C=C, N=N))
+    return rows
+
+
 if __name__ == "__main__":
     standalone_main("segment_interp", run, problems=problems(False))

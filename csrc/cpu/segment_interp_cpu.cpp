@@ -1,6 +1,11 @@
 // SoI on the CPU: forward, and backward for features and segment coordinates.
-// Parallel over segments (forward, segment gradient) and over channels (feature gradient, so
-// each thread owns whole rows of the gradient and needs no atomics).
+//
+// Layout: the features are transposed once to (B, T, C) in the accumulation type, so every tap
+// reads a contiguous channel vector and the innermost loops run over channels (vectorised by the
+// compiler). Each segment's (C, N) block of the output or of its gradient is staged through a
+// small (N, C) buffer. Forward and the segment gradient are parallel over segments; the feature
+// gradient is accumulated by each thread into its own (T, C) buffer over a range of segments,
+// then the buffers are summed: no atomics, no races.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -9,7 +14,9 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <limits>
+#include <mutex>
 #include <vector>
 
 #include "segment_interp_checks.h"
@@ -33,115 +40,103 @@ void segment_taps(const acc_t* seg, acc_t context, const Problem& p, Padding pad
   }
 }
 
+// dst[n * C + c] = src[c * N + n] * scale: one segment's (C, N) block into (N, C).
 template <typename scalar_t, typename acc_t>
-void forward_impl(const scalar_t* features, const acc_t* segments, scalar_t* out, const Problem& p,
-                  acc_t context, Padding padding) {
-  const int64_t M = p.N * p.S;
+void transpose_block(const scalar_t* src, acc_t* dst, int64_t C, int64_t N, acc_t scale) {
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t n = 0; n < N; ++n) dst[n * C + c] = static_cast<acc_t>(src[c * N + n]) * scale;
+  }
+}
+
+// ft: features as (B, T, C) in acc_t.
+template <typename scalar_t, typename acc_t>
+void forward_impl(const acc_t* ft, const acc_t* segments, scalar_t* out, const Problem& p, acc_t context,
+                  Padding padding) {
+  const int64_t M = p.N * p.S, C = p.C;
   const acc_t inv_s = acc_t(1) / static_cast<acc_t>(p.S);
   const acc_t nan = std::numeric_limits<acc_t>::quiet_NaN();
   at::parallel_for(0, p.B * p.K, 16, [&](int64_t begin, int64_t end) {
     std::vector<Tap<acc_t>> taps(M);
-    std::vector<char> point_nan(p.N);
+    std::vector<acc_t> acc(p.N * C);
     for (int64_t bk = begin; bk < end; ++bk) {
-      const int64_t b = bk / p.K;
+      const acc_t* fb = ft + (bk / p.K) * p.T * C;
       segment_taps(segments + bk * 2, context, p, padding, taps.data());
+      std::fill(acc.begin(), acc.end(), acc_t(0));
       for (int64_t n = 0; n < p.N; ++n) {
-        bool any = false;
-        for (int64_t s = 0; s < p.S; ++s) any = any || taps[n * p.S + s].is_nan;
-        point_nan[n] = any;
-      }
-      const scalar_t* fb = features + b * p.C * p.T;
-      scalar_t* ob = out + bk * p.C * p.N;
-      for (int64_t c = 0; c < p.C; ++c) {
-        const scalar_t* row = fb + c * p.T;
-        for (int64_t n = 0; n < p.N; ++n) {
-          acc_t v = 0;
-          for (int64_t s = 0; s < p.S; ++s) {
-            const Tap<acc_t>& t = taps[n * p.S + s];
-            v += t.w0 * static_cast<acc_t>(row[t.i0]) + t.w1 * static_cast<acc_t>(row[t.i1]);
-          }
-          ob[c * p.N + n] = static_cast<scalar_t>(point_nan[n] ? nan : v * inv_s);
+        acc_t* an = acc.data() + n * C;
+        for (int64_t s = 0; s < p.S; ++s) {
+          const Tap<acc_t>& t = taps[n * p.S + s];
+          const acc_t w0 = t.is_nan ? nan : t.w0;
+          const acc_t* r0 = fb + t.i0 * C;
+          const acc_t* r1 = fb + t.i1 * C;
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) an[c] += w0 * r0[c] + t.w1 * r1[c];
         }
+      }
+      scalar_t* ob = out + bk * C * p.N;
+      for (int64_t c = 0; c < C; ++c) {
+        for (int64_t n = 0; n < p.N; ++n) ob[c * p.N + n] = static_cast<scalar_t>(acc[n * C + c] * inv_s);
       }
     }
   });
 }
 
-// d loss / d features, accumulated in acc_t. Segments are processed in chunks whose taps are
-// computed once (in parallel) and then reused by every channel.
+// Both gradients in one pass over the segments. grad_ft: (B, T, C) accumulator.
 template <typename scalar_t, typename acc_t>
-void features_backward_impl(const scalar_t* grad_out, const acc_t* segments, acc_t* grad_features,
-                            const Problem& p, acc_t context, Padding padding) {
-  const int64_t M = p.N * p.S;
+void backward_impl(const scalar_t* grad_out, const acc_t* ft, const acc_t* segments, acc_t* grad_ft,
+                   acc_t* grad_segments, const Problem& p, acc_t context, Padding padding, bool need_features,
+                   bool need_segments) {
+  const int64_t M = p.N * p.S, C = p.C, TC = p.T * C;
   const acc_t inv_s = acc_t(1) / static_cast<acc_t>(p.S);
-  const int64_t chunk = std::max<int64_t>(1, (int64_t(1) << 16) / M);
-  std::vector<Tap<acc_t>> taps(std::min(chunk, std::max<int64_t>(p.K, 1)) * M);
+  std::mutex merge;
   for (int64_t b = 0; b < p.B; ++b) {
-    for (int64_t k0 = 0; k0 < p.K; k0 += chunk) {
-      const int64_t k1 = std::min(p.K, k0 + chunk);
-      at::parallel_for(k0, k1, 64, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) {
-          segment_taps(segments + (b * p.K + k) * 2, context, p, padding, taps.data() + (k - k0) * M);
-        }
-      });
-      at::parallel_for(0, p.C, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t c = begin; c < end; ++c) {
-          acc_t* grow = grad_features + (b * p.C + c) * p.T;
-          for (int64_t k = k0; k < k1; ++k) {
-            const scalar_t* g = grad_out + ((b * p.K + k) * p.C + c) * p.N;
-            const Tap<acc_t>* tk = taps.data() + (k - k0) * M;
-            for (int64_t n = 0; n < p.N; ++n) {
-              const acc_t gn = static_cast<acc_t>(g[n]) * inv_s;
-              for (int64_t s = 0; s < p.S; ++s) {
-                const Tap<acc_t>& t = tk[n * p.S + s];
-                grow[t.i0] += t.w0 * gn;
-                grow[t.i1] += t.w1 * gn;
-              }
-            }
+    // One range of segments per thread, so each thread fills one private (T, C) buffer.
+    const int64_t grain = std::max<int64_t>(1, (p.K + at::get_num_threads() - 1) / at::get_num_threads());
+    at::parallel_for(0, p.K, grain, [&](int64_t begin, int64_t end) {
+      std::vector<Tap<acc_t>> taps(M);
+      std::vector<acc_t> g(p.N * C);
+      std::vector<acc_t> local(need_features ? TC : 0, acc_t(0));
+      const acc_t* fb = ft + b * TC;
+      for (int64_t k = begin; k < end; ++k) {
+        const int64_t bk = b * p.K + k;
+        segment_taps(segments + bk * 2, context, p, padding, taps.data());
+        transpose_block(grad_out + bk * C * p.N, g.data(), C, p.N, inv_s);
+        acc_t ds = 0, de = 0;
+        for (int64_t m = 0; m < M; ++m) {
+          const Tap<acc_t>& t = taps[m];
+          if (t.is_nan) continue;  // NaN positions produce NaN values and no gradient
+          const acc_t* gn = g.data() + (m / p.S) * C;
+          if (need_features) {
+            acc_t* l0 = local.data() + t.i0 * C;
+            acc_t* l1 = local.data() + t.i1 * C;
+#pragma omp simd
+            for (int64_t c = 0; c < C; ++c) l0[c] += t.w0 * gn[c];
+#pragma omp simd
+            for (int64_t c = 0; c < C; ++c) l1[c] += t.w1 * gn[c];
+          }
+          if (need_segments && (t.g0 != acc_t(0) || t.g1 != acc_t(0))) {
+            const acc_t* r0 = fb + t.i0 * C;
+            const acc_t* r1 = fb + t.i1 * C;
+            acc_t dvdx = 0;
+#pragma omp simd reduction(+ : dvdx)
+            for (int64_t c = 0; c < C; ++c) dvdx += gn[c] * (t.g0 * r0[c] + t.g1 * r1[c]);
+            const acc_t frac = sample_fraction<acc_t>(m, M);
+            ds += dvdx * dposition_dstart(context, frac);
+            de += dvdx * dposition_dend(context, frac);
           }
         }
-      });
-    }
+        if (need_segments) {
+          grad_segments[bk * 2] = ds;
+          grad_segments[bk * 2 + 1] = de;
+        }
+      }
+      if (need_features) {
+        std::lock_guard<std::mutex> lock(merge);
+        acc_t* gb = grad_ft + b * TC;
+        for (int64_t i = 0; i < TC; ++i) gb[i] += local[i];
+      }
+    });
   }
-}
-
-// d loss / d (start, end) of every segment: sum over channels and sub-samples of
-// grad * dvalue/dx * dx/d(start or end). NaN positions contribute nothing.
-template <typename scalar_t, typename acc_t>
-void segments_backward_impl(const scalar_t* grad_out, const scalar_t* features, const acc_t* segments,
-                            acc_t* grad_segments, const Problem& p, acc_t context, Padding padding) {
-  const int64_t M = p.N * p.S;
-  const acc_t inv_s = acc_t(1) / static_cast<acc_t>(p.S);
-  at::parallel_for(0, p.B * p.K, 16, [&](int64_t begin, int64_t end) {
-    std::vector<Tap<acc_t>> taps(M);
-    std::vector<acc_t> dvdx(M);
-    for (int64_t bk = begin; bk < end; ++bk) {
-      const int64_t b = bk / p.K;
-      segment_taps(segments + bk * 2, context, p, padding, taps.data());
-      std::fill(dvdx.begin(), dvdx.end(), acc_t(0));
-      const scalar_t* fb = features + b * p.C * p.T;
-      const scalar_t* gb = grad_out + bk * p.C * p.N;
-      for (int64_t c = 0; c < p.C; ++c) {
-        const scalar_t* row = fb + c * p.T;
-        for (int64_t n = 0; n < p.N; ++n) {
-          const acc_t gn = static_cast<acc_t>(gb[c * p.N + n]);
-          for (int64_t s = 0; s < p.S; ++s) {
-            const Tap<acc_t>& t = taps[n * p.S + s];
-            dvdx[n * p.S + s] += gn * (t.g0 * static_cast<acc_t>(row[t.i0]) + t.g1 * static_cast<acc_t>(row[t.i1]));
-          }
-        }
-      }
-      acc_t ds = 0, de = 0;
-      for (int64_t m = 0; m < M; ++m) {
-        if (taps[m].is_nan) continue;
-        const acc_t t = sample_fraction<acc_t>(m, M);
-        ds += dvdx[m] * dposition_dstart(context, t);
-        de += dvdx[m] * dposition_dend(context, t);
-      }
-      grad_segments[bk * 2] = ds * inv_s;
-      grad_segments[bk * 2 + 1] = de * inv_s;
-    }
-  });
 }
 
 Problem make_problem(const at::Tensor& features, const at::Tensor& segments, int64_t num_samples,
@@ -158,11 +153,12 @@ at::Tensor segment_interp_cpu(const at::Tensor& features, const at::Tensor& segm
   const Problem p = make_problem(features, segments, num_samples, samples_per_point);
   at::Tensor out = at::empty({p.B, p.K, p.C, p.N}, features.options().memory_format(at::MemoryFormat::Contiguous));
   if (out.numel() == 0) return out;
-  const at::Tensor f = features.contiguous();
-  const at::Tensor seg = segments.to(segment_interp_acc_type(features)).contiguous();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "segment_interp_cpu", [&] {
+  const at::ScalarType acc_type = segment_interp_acc_type(features);
+  const at::Tensor ft = features.to(acc_type).transpose(1, 2).contiguous();
+  const at::Tensor seg = segments.to(acc_type).contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features.scalar_type(), "segment_interp_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    forward_impl<scalar_t, acc_t>(f.const_data_ptr<scalar_t>(), seg.const_data_ptr<acc_t>(),
+    forward_impl<scalar_t, acc_t>(ft.const_data_ptr<acc_t>(), seg.const_data_ptr<acc_t>(),
                                   out.mutable_data_ptr<scalar_t>(), p, static_cast<acc_t>(context), pad);
   });
   return out;
@@ -179,28 +175,22 @@ std::tuple<at::Tensor, at::Tensor> segment_interp_backward_cpu(
               "segment_interp_backward: grad_output must have shape (B, K, C, N) = (", p.B, ", ", p.K, ", ",
               p.C, ", ", p.N, "), got ", grad_output.sizes());
   const at::ScalarType acc_type = segment_interp_acc_type(features);
-  at::Tensor grad_features_acc = at::zeros({p.B, p.C, p.T}, features.options().dtype(acc_type));
+  at::Tensor grad_ft = at::zeros({p.B, p.T, p.C}, features.options().dtype(acc_type));
   at::Tensor grad_segments_acc = at::zeros({p.B, p.K, 2}, segments.options().dtype(acc_type));
   if (grad_output.numel() > 0 && (need_features_grad || need_segments_grad)) {
     const at::Tensor g = grad_output.to(features.scalar_type()).contiguous();
-    const at::Tensor f = features.contiguous();
+    const at::Tensor ft = features.to(acc_type).transpose(1, 2).contiguous();
     const at::Tensor seg = segments.to(acc_type).contiguous();
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "segment_interp_backward_cpu", [&] {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features.scalar_type(), "segment_interp_backward_cpu", [&] {
       using acc_t = at::opmath_type<scalar_t>;
-      if (need_features_grad) {
-        features_backward_impl<scalar_t, acc_t>(g.const_data_ptr<scalar_t>(), seg.const_data_ptr<acc_t>(),
-                                                grad_features_acc.mutable_data_ptr<acc_t>(), p,
-                                                static_cast<acc_t>(context), pad);
-      }
-      if (need_segments_grad) {
-        segments_backward_impl<scalar_t, acc_t>(g.const_data_ptr<scalar_t>(), f.const_data_ptr<scalar_t>(),
-                                                seg.const_data_ptr<acc_t>(),
-                                                grad_segments_acc.mutable_data_ptr<acc_t>(), p,
-                                                static_cast<acc_t>(context), pad);
-      }
+      backward_impl<scalar_t, acc_t>(g.const_data_ptr<scalar_t>(), ft.const_data_ptr<acc_t>(),
+                                     seg.const_data_ptr<acc_t>(), grad_ft.mutable_data_ptr<acc_t>(),
+                                     grad_segments_acc.mutable_data_ptr<acc_t>(), p, static_cast<acc_t>(context),
+                                     pad, need_features_grad, need_segments_grad);
     });
   }
-  return {grad_features_acc.to(features.scalar_type()), grad_segments_acc.to(segments.scalar_type())};
+  return {grad_ft.transpose(1, 2).to(features.scalar_type()).contiguous(),
+          grad_segments_acc.to(segments.scalar_type())};
 }
 
 }  // namespace

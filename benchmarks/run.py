@@ -1,0 +1,158 @@
+"""The main job: every op benchmark and the end-to-end model against pure PyTorch, in one run.
+
+    python benchmarks/run.py                 # all benchmarks on the default device
+    python benchmarks/run.py --only soft_nms # one benchmark (repeatable flag)
+    python benchmarks/run.py --compare benchmarks/results/<dir>/results.json
+
+Writes benchmarks/results/<device>-<date>/: results.json (environment, ceilings, problem sizes,
+every row), summary.md (ratio tables) and PNG plots (benchmarks/plots.py). On a CPU the problem
+sizes are reduced so the whole run ends within about 10 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import RESULTS_DIR, BenchConfig, environment, ratio_table  # noqa: E402
+from ceilings import measure_ceilings  # noqa: E402
+
+# name -> module with run(cfg) (and optionally sweep(cfg) for the plots)
+BENCHMARKS = {
+    "segment_interp": "bench_segment_interp",
+    "anchor_scoring": "bench_anchor_scoring",
+    "soft_nms": "bench_soft_nms",
+    "evaluation": "bench_evaluation",
+    "model": "bench_model",
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--only", action="append", default=[], choices=sorted(BENCHMARKS),
+                        help="run only this benchmark (repeatable)")
+    parser.add_argument("--full", action="store_true", help="full problem sizes even on a CPU")
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 10 on GPU, 3 on CPU)")
+    parser.add_argument("--no-sweeps", action="store_true", help="skip the size sweeps behind the plots")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--compare", metavar="OLD_JSON", help="report what got slower than in OLD_JSON")
+    parser.add_argument("--out", default=None, help="output folder (default benchmarks/results/<device>-<date>)")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    quick = device.type == "cpu" and not args.full
+    reps = args.reps or (10 if device.type == "cuda" else 3)
+    cfg = BenchConfig(device=device, quick=quick, warmup=3 if device.type == "cuda" else 1, reps=reps,
+                      only=set(args.only))
+    env = environment(device)
+    print(f"rcl_kernels benchmarks on {env['device']} (torch {env['torch']}, triton {env['triton']}, "
+          f"{'reduced CPU sizes' if quick else 'full sizes'})", flush=True)
+
+    ceilings = measure_ceilings(cfg)
+    names = args.only or list(BENCHMARKS)
+    rows, sweeps, problems, skipped = [], [], {}, {}
+    t_start = time.time()
+    for name in tqdm(names, desc="benchmarks", unit="op"):
+        try:
+            module = importlib.import_module(BENCHMARKS[name])
+        except ImportError as exc:
+            skipped[name] = f"not available: {exc}"
+            continue
+        t0 = time.time()
+        rows += module.run(cfg)
+        if hasattr(module, "problems"):
+            problems[name] = module.problems(quick)
+        if not args.no_sweeps and hasattr(module, "sweep"):
+            sweeps += module.sweep(cfg)
+        tqdm.write(f"  {name}: {time.time() - t0:.0f} s")
+
+    add_ceiling_fractions(rows, ceilings)
+    out_dir = args.out or os.path.join(RESULTS_DIR, f"{_device_tag(env)}-{env['date'][:10]}")
+    os.makedirs(out_dir, exist_ok=True)
+    result = {"environment": env, "ceilings": ceilings, "problems": problems, "skipped_benchmarks": skipped,
+              "rows": rows, "sweeps": sweeps, "wall_s": time.time() - t_start}
+    with open(os.path.join(out_dir, "results.json"), "w") as fh:
+        json.dump(result, fh, indent=1)
+    summary = summary_markdown(result)
+    with open(os.path.join(out_dir, "summary.md"), "w") as fh:
+        fh.write(summary)
+    print(summary)
+    if not args.no_plots:
+        from plots import make_plots
+
+        for path in make_plots(result, out_dir):
+            print("plot:", path)
+    print(f"results written to {out_dir} ({time.time() - t_start:.0f} s)")
+    if args.compare:
+        print(compare(args.compare, rows))
+    return 0
+
+
+def _device_tag(env: dict) -> str:
+    return env["device"].replace(" ", "_").replace("/", "_") if env["device_type"] == "cuda" else "cpu"
+
+
+def add_ceiling_fractions(rows: list[dict], ceilings: dict) -> None:
+    """Each row that reports GB/s or TFLOP/s also gets its fraction of the measured ceiling."""
+    for r in rows:
+        if r.get("gbps") and ceilings.get("copy_gbps"):
+            r["fraction_of_copy_bandwidth"] = r["gbps"] / ceilings["copy_gbps"]
+        if r.get("tflops") and ceilings.get("matmul_tflops"):
+            key = "bf16" if r["dtype"] == "bfloat16" else "fp32"
+            ceiling = ceilings["matmul_tflops"].get(key)
+            if ceiling:
+                r["fraction_of_matmul_peak"] = r["tflops"] / ceiling
+
+
+def summary_markdown(result: dict) -> str:
+    env, ceil = result["environment"], result["ceilings"]
+    lines = [f"# rcl_kernels benchmarks: {env['device']}", "",
+             f"torch {env['torch']} (CUDA {env['cuda']}), triton {env['triton']}, commit {env['git_commit']}, "
+             f"{env['date']}, {env['cpu_threads']} CPU threads", "",
+             "Ceilings measured in this run: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in ceil.items()), ""]
+    for name, why in result["skipped_benchmarks"].items():
+        lines.append(f"- benchmark {name} skipped: {why}")
+    lines += ["", "Speed-up = baseline time / our time, memory ratio = baseline peak / our peak (CUDA only).", "",
+              ratio_table(result["rows"]), ""]
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {x:.1f}" for k, x in v.items()) + "}"
+    return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+
+def compare(old_path: str, rows: list[dict]) -> str:
+    """Rows slower than in the old run by more than the run-to-run spread (the wider of the two
+    runs' 20-80 % ranges), as text."""
+    with open(old_path) as fh:
+        old_rows = json.load(fh)["rows"]
+    key = lambda r: (r["op"], r["problem"], r["impl"], r["mode"], r["dtype"])  # noqa: E731
+    old = {key(r): r for r in old_rows if r.get("ms") is not None}
+    lines = [f"compared with {old_path}:"]
+    for r in rows:
+        o = old.get(key(r))
+        if o is None or r.get("ms") is None or not r["ours"]:
+            continue
+        spread = max(o["ms_p80"] - o["ms_p20"], r["ms_p80"] - r["ms_p20"])
+        if r["ms"] - o["ms"] > spread:
+            lines.append(f"  SLOWER {'/'.join(map(str, key(r)))}: {o['ms']:.3f} -> {r['ms']:.3f} ms "
+                         f"(spread {spread:.3f} ms)")
+    if len(lines) == 1:
+        lines.append("  nothing got slower by more than the run-to-run spread")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
