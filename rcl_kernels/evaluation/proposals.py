@@ -20,7 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rcl_kernels.evaluation._groups import expand_pairs, first_true_per_segment, key_ranges, rank_within_runs
+from rcl_kernels.evaluation._groups import (
+    descending_score_order,
+    expand_pairs,
+    first_true_per_segment,
+    key_ranges,
+    rank_within_runs,
+)
 from rcl_kernels.evaluation.io import Detections, GroundTruth
 from rcl_kernels.evaluation.tiou import paired_tiou
 
@@ -73,7 +79,7 @@ def proposal_recall(det: Detections, gt: GroundTruth, tiou_thresholds: np.ndarra
     an = np.arange(1, max_proposals + 1)
     first_hit = np.full((num_gt, len(thresholds)), max_proposals, dtype=np.int64)  # rank of the first hit
     if len(det) and num_gt:
-        order = np.lexsort((-det.score, det.video))
+        order = descending_score_order(det.score, det.video)
         rank = rank_within_runs(det.video[order])
         order, rank = order[rank < max_proposals], rank[rank < max_proposals]
         start, count = key_ranges(det.video[order], gt.video)
