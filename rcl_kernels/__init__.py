@@ -13,3 +13,13 @@ from rcl_kernels.ops.soft_nms import SoftNMSResult, soft_nms  # noqa: E402
 from rcl_kernels.nn.anchor_scorer import AnchorScorer  # noqa: E402
 
 __all__ = ["__version__", "AnchorScorer", "info", "score_anchors", "segment_interp", "SoftNMSResult", "soft_nms"]
+
+
+def __getattr__(name):
+    # Pure-Python subpackages load on first use (rcl_kernels.evaluation, rcl_kernels.data,
+    # rcl_kernels.models), so `import rcl_kernels` does not pay for them.
+    if name in ("data", "evaluation", "models"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
