@@ -61,6 +61,11 @@ def test_config_defaults_validate_and_grid_preset():
     assert run.effective_protocol == "thumos14" and run.effective_top_k == 200 and run.effective_window == 128
     _, anet = build_configs(flag_values={"dataset": "activitynet-synthetic"})
     assert anet.effective_protocol == "activitynet" and anet.effective_top_k == 100 and anet.effective_window == 0
+    assert run.effective_test_split == "test" and anet.effective_test_split == "validation"
+    # the THUMOS14 kit matches instances to their best-overlapping detection: strong suppression there
+    assert run.effective_nms == (0.1, 0.01) and anet.effective_nms == (0.5, 0.001)
+    _, explicit = build_configs(flag_values={"nms_sigma": 0.3, "nms_min_score": 0.0})
+    assert explicit.effective_nms == (0.3, 0.0)
 
 
 @pytest.mark.parametrize("flag, value, match", [

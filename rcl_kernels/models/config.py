@@ -98,7 +98,7 @@ class RunConfig:
 
     dataset: str = "thumos14-synthetic"
     train_split: str = "train"
-    test_split: str = "test"
+    test_split: str | None = None  # default: "test" (THUMOS14 Test), "validation" for ActivityNet
     annotations: str | None = None  # real features: annotation file (json / G-TAD csv)
     video_info: str | None = None  # bsn: video_info_new.csv
     feature_dir: str | None = None  # real features: their folder
@@ -158,6 +158,12 @@ class RunConfig:
         if self.protocol is not None:
             return self.protocol
         return "thumos14" if self.dataset in ("thumos14-synthetic", "actionformer", "gtad") else "activitynet"
+
+    @property
+    def effective_test_split(self) -> str:
+        if self.test_split is not None:
+            return self.test_split
+        return "validation" if self.dataset == "activitynet-synthetic" else "test"
 
     @property
     def effective_window(self) -> int:

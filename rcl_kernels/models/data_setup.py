@@ -45,7 +45,7 @@ def _synthetic_kwargs(run: RunConfig) -> dict:
 def load_videos(run: RunConfig, split: str) -> VideoDataset:
     """The whole-video dataset of `split` ("train" or "test")."""
     max_videos = run.max_train_videos if split == "train" else run.max_test_videos
-    name = run.train_split if split == "train" else run.test_split
+    name = run.train_split if split == "train" else run.effective_test_split
     try:
         if run.dataset == "thumos14-synthetic":
             return synthetic.thumos14(name, max_videos=max_videos, max_steps=run.max_video_steps, **_synthetic_kwargs(run))
@@ -94,6 +94,9 @@ def load_split(run: RunConfig, split: str) -> SplitData:
     videos = load_videos(run, split)
     if len(videos) == 0:
         raise ConfigError(f"{_flags(run)}: the {split} split has no videos")
+    if split == "test" and not any(len(videos.instances(i)[0]) for i in range(len(videos))):
+        raise ConfigError(f"--test-split {run.effective_test_split}: the split has no annotated instances to "
+                          f"evaluate against (ActivityNet's 'testing' subset has none; use 'validation')")
     window = run.effective_window
     if window:
         stride = run.window_stride or max(1, window // 2)
