@@ -10,3 +10,13 @@ from rcl_kernels._info import info  # noqa: E402
 from rcl_kernels.ops.segment_interp import segment_interp  # noqa: E402
 
 __all__ = ["__version__", "info", "segment_interp"]
+
+
+def __getattr__(name):
+    # Pure-Python subpackages load on first use (rcl_kernels.evaluation, rcl_kernels.data), so
+    # `import rcl_kernels` does not pay for them.
+    if name in ("data", "evaluation"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,397 @@
+"""Ground truth and detections as flat numpy arrays, from every input form the metrics accept.
+
+Ground truth: a GroundTruth, a list of rcl_kernels.data.annotations.VideoAnnotation, an
+ActivityNet/ActionFormer `{"database": ...}` object, a BSN json object, an arrays mapping
+`{"video": (G,) ids, "label": (G,) names, "segment": (G, 2)}`, or a path to a .json / G-TAD .csv.
+
+Detections: `{"results": {video: [{"label", "score", "segment"}]}}` (ActivityNet's submission
+format; "label" is omitted for proposals), the bare `{video: [...]}` mapping, an arrays mapping
+`{"video": (P,), "label": (P,), "score": (P,), "segment": (P, 2)}`, or a path to a .json file.
+Labels are class names, or integer indices into the ground truth's classes.
+
+Nothing is dropped silently: an unknown video or label, a missing field, a non-finite score or
+segment, or a segment with end < start raises ValueError naming the video, the entry and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from rcl_kernels.data.annotations import (
+    AMBIGUOUS_LABEL,
+    AnnotationError,
+    VideoAnnotation,
+    class_names,
+    load_annotations,
+    parse_database,
+    read_json,
+    read_video_info_csv,
+    select_subset,
+    with_ambiguous,
+    with_video_info,
+)
+
+UNKNOWN_VIDEO_POLICIES = ("error", "false_positive")
+
+
+class EvaluationInputError(ValueError):
+    """Malformed ground truth or detections; the message names the video, the entry and the field."""
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Instances of a set of videos. `video` and `label` index `video_ids` and `classes`;
+    instances of one video and class keep their annotation order."""
+
+    video_ids: tuple[str, ...]  # every evaluated video, including those without instances
+    classes: tuple[str, ...]
+    video: np.ndarray  # (G,) int64
+    label: np.ndarray  # (G,) int64
+    segments: np.ndarray  # (G, 2) float64 seconds
+    ambiguous_video: np.ndarray  # (A,) int64: THUMOS14's ignored regions
+    ambiguous_segments: np.ndarray  # (A, 2) float64 seconds
+
+    @property
+    def num_instances(self) -> np.ndarray:
+        """(C,) instances per class."""
+        return np.bincount(self.label, minlength=len(self.classes))
+
+    @classmethod
+    def from_annotations(cls, records: Iterable[VideoAnnotation], classes: Sequence[str] | None = None) -> GroundTruth:
+        """From annotation records; classes default to the sorted set of their labels."""
+        records = list(records)
+        video_ids = tuple(r.video_id for r in records)
+        if len(set(video_ids)) != len(video_ids):
+            raise EvaluationInputError("ground truth: a video id appears twice")
+        classes = class_names(records) if classes is None else tuple(classes)
+        index = {name: i for i, name in enumerate(classes)}
+        labels = []
+        for r in records:
+            for i, label in enumerate(r.labels):
+                if label not in index:
+                    raise EvaluationInputError(
+                        f"ground truth: video {r.video_id!r} annotation {i}: field 'label' {label!r} "
+                        f"is not one of the {len(classes)} classes")
+                labels.append(index[label])
+        counts = [r.num_instances for r in records]
+        amb_counts = [len(r.ambiguous) for r in records]
+        return cls(
+            video_ids=video_ids, classes=classes,
+            video=np.repeat(np.arange(len(records), dtype=np.int64), counts),
+            label=np.asarray(labels, dtype=np.int64),
+            segments=_concat_segments([r.segments for r in records]),
+            ambiguous_video=np.repeat(np.arange(len(records), dtype=np.int64), amb_counts),
+            ambiguous_segments=_concat_segments([r.ambiguous for r in records]),
+        )
+
+    @classmethod
+    def from_arrays(cls, video: Sequence, label: Sequence, segment, *, video_ids: Sequence[str] | None = None,
+                    classes: Sequence[str] | None = None) -> GroundTruth:
+        """From parallel arrays; instances labelled "Ambiguous" become ambiguous regions.
+
+        video_ids adds videos without instances; the order of first appearance is kept otherwise.
+        """
+        video = [str(v) for v in video]
+        label = list(label)
+        segment = _segment_array(segment, len(video), "ground truth")
+        if len(label) != len(video):
+            raise EvaluationInputError(f"ground truth: 'label' has {len(label)} entries but 'video' has {len(video)}")
+        order = list(dict.fromkeys([*(video_ids or ()), *video]))
+        per_video: dict[str, list] = {v: [] for v in order}
+        for i, (v, lab) in enumerate(zip(video, label)):
+            per_video[v].append((lab, segment[i], i))
+        records = []
+        for v in order:
+            entries = per_video[v]
+            for lab, seg, i in entries:
+                _check_finite_segment(seg, f"ground truth: video {v!r} entry {i}")
+            inst = [(str(lab), seg) for lab, seg, _ in entries if lab != AMBIGUOUS_LABEL]
+            records.append(VideoAnnotation(
+                video_id=v, duration=None,
+                segments=_concat_segments([s.reshape(1, 2) for _, s in inst]),
+                labels=tuple(lab for lab, _ in inst),
+                ambiguous=_concat_segments([s.reshape(1, 2) for lab, s, _ in entries if lab == AMBIGUOUS_LABEL]),
+            ))
+        return cls.from_annotations(records, classes)
+
+
+def _concat_segments(parts: Sequence[np.ndarray]) -> np.ndarray:
+    if not parts:
+        return np.zeros((0, 2), dtype=np.float64)
+    return np.concatenate(parts).astype(np.float64, copy=False).reshape(-1, 2)
+
+
+def _segment_array(segment, n: int, source: str) -> np.ndarray:
+    try:
+        arr = np.asarray(segment, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise EvaluationInputError(f"{source}: field 'segment' must be numbers of shape ({n}, 2)") from None
+    if arr.size == 0 and n == 0:
+        return arr.reshape(0, 2)
+    if arr.shape != (n, 2):
+        raise EvaluationInputError(f"{source}: field 'segment' must have shape ({n}, 2), got {arr.shape}")
+    return arr
+
+
+def _check_finite_segment(seg: np.ndarray, where: str) -> None:
+    if not np.all(np.isfinite(seg)):
+        raise EvaluationInputError(f"{where}: field 'segment' must be finite, got {seg.tolist()}")
+    if seg[1] < seg[0]:
+        raise EvaluationInputError(f"{where}: field 'segment' has negative length (end < start): {seg.tolist()}")
+
+
+def load_ground_truth(source, *, subset: str | Sequence[str] | None = None, video_info=None, ambiguous=None,
+                      classes: Sequence[str] | None = None) -> GroundTruth:
+    """A GroundTruth from any accepted form (module docstring).
+
+    subset: keep the videos of this subset (e.g. "validation", "Test"; case-insensitive).
+    video_info: BSN's video_info_new.csv, which gives a BSN json its subsets.
+    ambiguous: a G-TAD csv (or annotation records) whose Ambiguous regions to add, for the
+        THUMOS14 protocol when the ground truth file itself has none (ActionFormer's json).
+    classes: the class list (default: the sorted labels of the selected videos).
+    """
+    if isinstance(source, GroundTruth):
+        if subset is not None or video_info is not None or ambiguous is not None:
+            raise EvaluationInputError("ground truth: subset, video_info and ambiguous apply to files and "
+                                       "dicts, not to a GroundTruth")
+        return source
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            records = load_annotations(source, video_info=video_info)
+            name = os.fspath(source)
+        elif isinstance(source, Mapping) and _is_array_mapping(source):
+            gt = GroundTruth.from_arrays(source["video"], source["label"], source["segment"],
+                                         video_ids=source.get("video_ids"), classes=classes)
+            if subset is not None or ambiguous is not None:
+                raise EvaluationInputError("ground truth: subset and ambiguous do not apply to arrays")
+            return gt
+        elif isinstance(source, Mapping):
+            records = parse_database(source, "ground truth")
+            name = "ground truth"
+            if video_info is not None:
+                records = with_video_info(records, read_video_info_csv(video_info), os.fspath(video_info))
+        elif isinstance(source, Iterable):
+            records = list(source)
+            name = "ground truth"
+            if not all(isinstance(r, VideoAnnotation) for r in records):
+                raise EvaluationInputError("ground truth: a list must hold VideoAnnotation records")
+        else:
+            raise EvaluationInputError(f"ground truth: unsupported input of type {type(source).__name__}")
+        records = select_subset(records, subset, name)
+        if ambiguous is not None:
+            regions = load_annotations(ambiguous) if isinstance(ambiguous, (str, os.PathLike)) else ambiguous
+            records = with_ambiguous(records, regions)
+    except AnnotationError as exc:
+        raise EvaluationInputError(str(exc)) from None
+    return GroundTruth.from_annotations(records, classes)
+
+
+def _is_array_mapping(obj: Mapping) -> bool:
+    return "video" in obj and "segment" in obj and not isinstance(obj.get("video"), Mapping)
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Detections (or proposals) aligned with a GroundTruth, in input order.
+
+    `video` indexes `video_ids`, which extends the ground truth's with the unknown videos kept by
+    unknown_videos="false_positive"; `label` indexes the ground truth's classes (-1 for proposals).
+    """
+
+    video_ids: tuple[str, ...]
+    video: np.ndarray  # (P,) int64
+    label: np.ndarray  # (P,) int64
+    segments: np.ndarray  # (P, 2) float64 seconds
+    score: np.ndarray  # (P,) float64
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+
+def load_detections(source, ground_truth: GroundTruth, *, with_labels: bool = True,
+                    unknown_videos: str = "error") -> Detections:
+    """Detections from any accepted form (module docstring), checked against `ground_truth`.
+
+    with_labels=False reads proposals (labels ignored, -1).
+    unknown_videos: "error" (default) raises for a video the ground truth does not list;
+        "false_positive" keeps its detections, which then can only be false positives (what the
+        official ActivityNet and THUMOS14 scripts do).
+    """
+    if unknown_videos not in UNKNOWN_VIDEO_POLICIES:
+        raise ValueError(f"unknown_videos must be one of {UNKNOWN_VIDEO_POLICIES}, got {unknown_videos!r}")
+    if isinstance(source, Detections):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        try:
+            source = read_json(name)
+        except AnnotationError as exc:
+            raise EvaluationInputError(str(exc)) from None
+    else:
+        name = "predictions"
+    if not isinstance(source, Mapping):
+        raise EvaluationInputError(f"{name}: expected an object, got {type(source).__name__}")
+    if _is_array_mapping(source):
+        flat = _flat_from_arrays(source, name, with_labels)
+    else:
+        results = source.get("results", source)
+        if not isinstance(results, Mapping):
+            raise EvaluationInputError(f"{name}: field 'results' must map video ids to lists of detections")
+        flat = _flat_from_results(results, name, with_labels)
+    return _align(flat, ground_truth, name, with_labels, unknown_videos)
+
+
+@dataclass
+class _Flat:
+    videos: list[str]  # per-video names, in input order
+    counts: np.ndarray  # detections per entry of `videos`
+    labels: list  # (P,) raw labels, or None
+    score: np.ndarray
+    segments: np.ndarray
+    original: np.ndarray | None = None  # arrays input: each entry's index in the input arrays
+
+    def where(self, i: int) -> str:
+        """'video X entry j' (or 'video X, array index k') for flat index i."""
+        ends = np.cumsum(self.counts)
+        v = int(np.searchsorted(ends, i, side="right"))
+        if self.original is not None:
+            return f"video {self.videos[v]!r}, array index {int(self.original[i])}"
+        return f"video {self.videos[v]!r} entry {i - (int(ends[v - 1]) if v else 0)}"
+
+
+def _flat_from_results(results: Mapping, source: str, with_labels: bool) -> _Flat:
+    videos, counts, scores, segments, labels = [], [], [], [], []
+    for video, entries in results.items():
+        if not isinstance(entries, list):
+            raise EvaluationInputError(f"{source}: video {video!r}: expected a list of detections, "
+                                       f"got {type(entries).__name__}")
+        videos.append(str(video))
+        counts.append(len(entries))
+        try:
+            scores.extend([e["score"] for e in entries])
+            segments.extend([e["segment"] for e in entries])
+            if with_labels:
+                labels.extend([e["label"] for e in entries])
+        except (KeyError, TypeError, IndexError):
+            _raise_first_bad_entry(video, entries, source, with_labels)
+    try:
+        score = np.asarray(scores, dtype=np.float64)
+        segment = np.asarray(segments, dtype=np.float64).reshape(-1, 2) if not segments else \
+            np.asarray(segments, dtype=np.float64)
+        if segment.shape != (len(score), 2):
+            raise ValueError
+    except (TypeError, ValueError):
+        for video, entries in results.items():
+            _raise_first_bad_entry(video, entries, source, with_labels)
+        raise
+    return _Flat(videos, np.asarray(counts, dtype=np.int64), labels if with_labels else None, score,
+                 segment.reshape(-1, 2))
+
+
+def _raise_first_bad_entry(video, entries, source: str, with_labels: bool) -> None:
+    """Slow path, only on malformed input: find the first bad entry of one video and say what is wrong."""
+    for j, e in enumerate(entries):
+        where = f"{source}: video {video!r} entry {j}"
+        if not isinstance(e, Mapping):
+            raise EvaluationInputError(f"{where}: expected an object, got {e!r}")
+        for key in ("score", "segment", "label") if with_labels else ("score", "segment"):
+            if key not in e:
+                raise EvaluationInputError(f"{where}: missing field {key!r}")
+        try:
+            float(e["score"])
+        except (TypeError, ValueError):
+            raise EvaluationInputError(f"{where}: field 'score' must be a number, got {e['score']!r}") from None
+        try:
+            seg = np.asarray(e["segment"], dtype=np.float64)
+        except (TypeError, ValueError):
+            seg = None
+        if seg is None or seg.shape != (2,):
+            raise EvaluationInputError(f"{where}: field 'segment' must be two numbers [start, end], "
+                                       f"got {e['segment']!r}")
+
+
+def _flat_from_arrays(source: Mapping, name: str, with_labels: bool) -> _Flat:
+    video = np.asarray(source["video"])
+    n = len(video)
+    if with_labels and "label" not in source:
+        raise EvaluationInputError(f"{name}: missing field 'label'")
+    if "score" not in source:
+        raise EvaluationInputError(f"{name}: missing field 'score'")
+    try:
+        score = np.asarray(source["score"], dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise EvaluationInputError(f"{name}: field 'score' must be numbers") from None
+    if len(score) != n:
+        raise EvaluationInputError(f"{name}: field 'score' has {len(score)} entries but 'video' has {n}")
+    segment = _segment_array(source["segment"], n, name)
+    labels = None
+    if with_labels:
+        labels = list(np.asarray(source["label"]).tolist())
+        if len(labels) != n:
+            raise EvaluationInputError(f"{name}: field 'label' has {len(labels)} entries but 'video' has {n}")
+    # Group by video (stable, so each video's entries keep their input order).
+    names, inverse = np.unique(video.astype(str), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    counts = np.bincount(inverse, minlength=len(names))
+    return _Flat([str(v) for v in names], counts, [labels[i] for i in order] if labels is not None else None,
+                 score[order], segment[order], original=order)
+
+
+def _align(flat: _Flat, gt: GroundTruth, source: str, with_labels: bool, unknown_videos: str) -> Detections:
+    bad = ~np.isfinite(flat.score)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise EvaluationInputError(f"{source}: {flat.where(i)}: field 'score' must be finite, got {flat.score[i]}")
+    bad = ~np.isfinite(flat.segments).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise EvaluationInputError(f"{source}: {flat.where(i)}: field 'segment' must be finite, "
+                                   f"got {flat.segments[i].tolist()}")
+    bad = flat.segments[:, 1] < flat.segments[:, 0]
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise EvaluationInputError(f"{source}: {flat.where(i)}: field 'segment' has negative length "
+                                   f"(end < start): {flat.segments[i].tolist()}")
+
+    video_index = {v: i for i, v in enumerate(gt.video_ids)}
+    video_ids = list(gt.video_ids)
+    per_video = np.empty(len(flat.videos), dtype=np.int64)
+    for k, v in enumerate(flat.videos):
+        idx = video_index.get(v)
+        if idx is None:
+            if unknown_videos == "error" and flat.counts[k] > 0:
+                raise EvaluationInputError(
+                    f"{source}: video {v!r} is not in the ground truth ({len(gt.video_ids)} videos); pass "
+                    "unknown_videos='false_positive' to count its detections as false positives")
+            idx = video_index[v] = len(video_ids)
+            video_ids.append(v)
+        per_video[k] = idx
+    video = np.repeat(per_video, flat.counts)
+
+    if with_labels:
+        lookup: dict = {name: i for i, name in enumerate(gt.classes)}
+        lookup.update({i: i for i in range(len(gt.classes))})
+        try:
+            label = np.fromiter(map(lookup.__getitem__, flat.labels), dtype=np.int64, count=len(flat.labels))
+        except (KeyError, TypeError):
+            for i, x in enumerate(flat.labels):
+                if not isinstance(x, (str, int)) or isinstance(x, bool) or x not in lookup:
+                    raise EvaluationInputError(
+                        f"{source}: {flat.where(i)}: field 'label' {x!r} is not a class of the ground truth "
+                        f"(one of {len(gt.classes)} names, or an index below {len(gt.classes)})") from None
+            raise
+    else:
+        label = np.full(len(flat.score), -1, dtype=np.int64)
+    return Detections(tuple(video_ids), video, label, flat.segments, flat.score)
+
+
+def write_results(path: str | os.PathLike, detections: Mapping[str, list[Mapping]], *,
+                  version: str = "rcl_kernels") -> None:
+    """Write `{video: [{"label", "score", "segment"}]}` as an ActivityNet-format results file."""
+    with open(path, "w") as fh:
+        json.dump({"version": version, "results": detections, "external_data": {}}, fh)
