@@ -14,6 +14,8 @@ import contextlib
 import torch
 
 from rcl_kernels._triton_support import TRITON_VERSION
+from rcl_kernels.ops import _segment_interp_glue as _glue
+from rcl_kernels.reference.segment_interp import accumulation_dtype as _accumulation_dtype
 
 AVAILABLE = TRITON_VERSION is not None
 
@@ -31,10 +33,6 @@ def _block_sizes(C: int, N: int) -> tuple[int, int]:
     block_n = min(triton.next_power_of_2(N), _MAX_BLOCK_N)
     block_c = max(1, min(triton.next_power_of_2(C), _TILE_ELEMENTS // block_n))
     return block_c, block_n
-
-
-def _accumulation_dtype(features: torch.Tensor) -> torch.dtype:
-    return torch.float64 if features.dtype == torch.float64 else torch.float32
 
 
 def _launch_scope(device: torch.device):
@@ -121,34 +119,10 @@ def segment_interp_triton_backward_op(
     return grad_features.to(features.dtype), grad_segments.to(segments.dtype)
 
 
-@segment_interp_triton_op.register_fake
-def _(features, segments, num_samples, samples_per_point, context, padding):
-    B, C, _ = features.shape
-    return features.new_empty((B, segments.shape[1], C, num_samples))
-
-
-@segment_interp_triton_backward_op.register_fake
-def _(grad_output, features, segments, num_samples, samples_per_point, context, padding, need_f, need_s):
-    return (
-        torch.empty_like(features, memory_format=torch.contiguous_format),
-        torch.empty_like(segments, memory_format=torch.contiguous_format),
-    )
-
-
-def _setup_context(ctx, inputs, output):
-    features, segments, num_samples, samples_per_point, context, padding = inputs
-    ctx.save_for_backward(features, segments)
-    ctx.params = (num_samples, samples_per_point, context, padding)
-
-
-def _backward(ctx, grad_output):
-    features, segments = ctx.saved_tensors
-    need_f, need_s = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    grad_f, grad_s = segment_interp_triton_backward_op(grad_output, features, segments, *ctx.params, need_f, need_s)
-    return (grad_f if need_f else None), (grad_s if need_s else None), None, None, None, None
-
-
-segment_interp_triton_op.register_autograd(_backward, setup_context=_setup_context)
+segment_interp_triton_op.register_fake(_glue.fake_forward)
+segment_interp_triton_backward_op.register_fake(_glue.fake_backward)
+segment_interp_triton_op.register_autograd(_glue.backward_formula(segment_interp_triton_backward_op),
+                                           setup_context=_glue.setup_context)
 
 
 def segment_interp_triton(
