@@ -8,8 +8,10 @@ __version__ = "0.1.0"
 
 from rcl_kernels._info import info  # noqa: E402
 from rcl_kernels.ops.segment_interp import segment_interp  # noqa: E402
+from rcl_kernels.ops.anchor_scoring import score_anchors  # noqa: E402
+from rcl_kernels.nn.anchor_scorer import AnchorScorer  # noqa: E402
 
-__all__ = ["__version__", "info", "segment_interp"]
+__all__ = ["__version__", "AnchorScorer", "info", "score_anchors", "segment_interp"]
 
 
 def __getattr__(name):
