@@ -396,7 +396,7 @@ def _backward_impl(grad_out, hidden, features, segments, w1, w2, num_samples, sa
     grad_features = torch.zeros((B, T, C), dtype=torch.float32, device=features.device)
     grad_segments = torch.zeros((B, K, 2), dtype=torch.float32, device=features.device)
     if B * K == 0:
-        return (grad_features.transpose(1, 2).to(dtype), grad_segments, torch.zeros_like(w1),
+        return (_channels_first(grad_features, dtype), grad_segments, torch.zeros_like(w1),
                 w1.new_zeros((H,)), torch.zeros_like(w2), w2.new_zeros((O,)))
     # The (B, K, hidden)-sized part in PyTorch, in float32.
     hidden32 = hidden.float()
@@ -445,7 +445,12 @@ def _backward_impl(grad_out, hidden, features, segments, w1, w2, num_samples, sa
     else:
         grad_w1, grad_b1 = torch.zeros_like(w1), w1.new_zeros((H,))
         grad_w2, grad_b2 = torch.zeros_like(w2), w2.new_zeros((O,))
-    return (grad_features.transpose(1, 2).to(dtype), grad_segments, grad_w1, grad_b1, grad_w2, grad_b2)
+    return (_channels_first(grad_features, dtype), grad_segments, grad_w1, grad_b1, grad_w2, grad_b2)
+
+
+def _channels_first(grad_tc: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, T, C) float32 accumulator -> contiguous (B, C, T) in the features' dtype."""
+    return grad_tc.transpose(1, 2).to(dtype).contiguous()
 
 
 def _activation_forward(x: torch.Tensor, activation: str) -> torch.Tensor:
