@@ -112,12 +112,14 @@ def test_matches_reference_per_dtype(backend, dtype):
 
 def test_cpu_backend_float64_gradcheck():
     tensors, kw = make_problem(B=1, C=3, T=6, N=2, K=5, H=4, O=2, dtype=torch.float64)
-    tensors[1] = tensors[1].double()
+    # Positions kept off integers, where the interpolation has kinks.
+    tensors[1] = torch.tensor([[[0.3, 4.4], [1.7, 2.2], [-0.6, 3.1], [2.45, 5.9], [4.8, 0.4]]], dtype=torch.float64)
     leaves = [t.detach().clone().requires_grad_() for t in tensors]
-    # Keep positions off integers, where the interpolation has kinks.
-    leaves[1].data = torch.tensor([[[0.3, 4.4], [1.7, 2.2], [-0.6, 3.1], [2.45, 5.9], [4.8, 0.4]]], dtype=torch.float64)
-    fn = lambda *t: score_anchors(*t, backend="cpu", activation="gelu", samples_per_point=3, context=0.5, **kw)  # noqa: E731
-    assert torch.autograd.gradcheck(fn, leaves, atol=1e-6)
+
+    def scores(*t):
+        return score_anchors(*t, backend="cpu", activation="gelu", samples_per_point=3, context=0.5, **kw)
+
+    assert torch.autograd.gradcheck(scores, leaves, atol=1e-6)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from rcl_kernels._triton_support import TRITON_VERSION, triton_interpreted
+from rcl_kernels._triton_support import TRITON_VERSION
 from rcl_kernels.reference.anchor_scoring import (
     COORD_FEATURES,
     coordinate_features,
@@ -124,8 +124,9 @@ if AVAILABLE:
             t = _sample_fraction(n * S + s, NS)
             x = win_a + (win_b - win_a) * t
             i0, i1, w0, w1, g0, g1, is_nan = _tap(x, T, PADDING)
-            f0 = tl.load(f_base + i0[:, None].to(tl.int64) * C + offs_c[None, :], mask=mask_kc, other=0.0)
-            f1 = tl.load(f_base + i1[:, None].to(tl.int64) * C + offs_c[None, :], mask=mask_kc, other=0.0)
+            # 32-bit offsets inside one video (the launcher checks T * C < 2**31): fewer registers
+            f0 = tl.load(f_base + (i0[:, None] * C + offs_c[None, :]), mask=mask_kc, other=0.0)
+            f1 = tl.load(f_base + (i1[:, None] * C + offs_c[None, :]), mask=mask_kc, other=0.0)
             v += w0[:, None] * f0.to(tl.float32) + w1[:, None] * f1.to(tl.float32)
             any_nan = any_nan | is_nan
         v = v / S
@@ -147,9 +148,10 @@ if AVAILABLE:
         return 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))  # exact gelu
 
     @triton.jit
-    def _load_window(seg_ptr, b, offs_k, mask_k, K, context):
-        """Start, end and window ends a = s - ctx (e - s), b = e + ctx (e - s) of segments offs_k."""
-        row = seg_ptr + (b * K + offs_k.to(tl.int64)) * 2
+    def _load_window(seg_ptr, row0, local, mask_k, context):
+        """Start, end and window ends a = s - ctx (e - s), b = e + ctx (e - s) of the segments in
+        rows row0 + local of the flattened (B * K, 2) segments."""
+        row = seg_ptr + row0 * 2 + local * 2
         start = tl.load(row, mask=mask_k, other=0.0)
         end = tl.load(row + 1, mask=mask_k, other=0.0)
         length = end - start
@@ -169,13 +171,13 @@ if AVAILABLE:
         wc: (H, NUM_COORD) float32; b1: (H,) float32; w2: (O, H); b2: (O,) float32;
         out: (B, K, O); hid: (B, K, H) pre-activation, written when SAVE_HIDDEN. All contiguous.
         """
-        pid_k = tl.program_id(0)
+        k0 = tl.program_id(0) * BLOCK_K
         b = tl.program_id(1).to(tl.int64)
-        offs_k = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
-        mask_k = offs_k < K
-        start, end, win_a, win_b = _load_window(seg_ptr, b, offs_k, mask_k, K, context)
+        local = tl.arange(0, BLOCK_K)
+        mask_k = k0 + local < K
+        row0 = b * K + k0  # 64-bit row of the tile's first segment; offsets inside a tile are 32-bit
+        start, end, win_a, win_b = _load_window(seg_ptr, row0, local, mask_k, context)
         f_base = f_ptr + b * T * C
-        row_k = b * K + offs_k.to(tl.int64)
         NS = N * S
         offs_o = tl.arange(0, BLOCK_O)
         mask_o = offs_o < O
@@ -205,14 +207,14 @@ if AVAILABLE:
             acc += tl.load(b1_ptr + offs_h, mask=mask_h, other=0.0)[None, :]
             hidden = acc.to(dtype)  # Linear1's output in the features' dtype, as in the reference
             if SAVE_HIDDEN:
-                tl.store(hid_ptr + row_k[:, None] * H + offs_h[None, :], hidden,
+                tl.store(hid_ptr + row0 * H + (local[:, None] * H + offs_h[None, :]), hidden,
                          mask=mask_k[:, None] & mask_h[None, :])
             act = _activate(hidden.to(tl.float32), ACTIVATION).to(dtype)
             w2t = tl.load(w2_ptr + offs_o[None, :] * H + offs_h[:, None],
                           mask=mask_h[:, None] & mask_o[None, :], other=0.0)  # [BLOCK_H, BLOCK_O]
             out_acc = _mma(act, w2t, out_acc, PREC, UPCAST)
         out_acc += tl.load(b2_ptr + offs_o, mask=mask_o, other=0.0)[None, :]
-        tl.store(out_ptr + row_k[:, None] * O + offs_o[None, :], out_acc.to(out_ptr.dtype.element_ty),
+        tl.store(out_ptr + row0 * O + (local[:, None] * O + offs_o[None, :]), out_acc.to(out_ptr.dtype.element_ty),
                  mask=mask_k[:, None] & mask_o[None, :])
 
     @triton.jit
@@ -226,14 +228,15 @@ if AVAILABLE:
         """Gradients of the SoI columns for BLOCK_K segments of video b: dV = dh @ W1 per point
         and channel tile, scattered into df (B, T, C) float32 (atomic adds) and contracted with
         the interpolation slope into dseg (B, K, 2) float32 (the coordinate term comes later)."""
-        pid_k = tl.program_id(0)
+        k0 = tl.program_id(0) * BLOCK_K
         b = tl.program_id(1).to(tl.int64)
-        offs_k = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
-        mask_k = offs_k < K
-        start, end, win_a, win_b = _load_window(seg_ptr, b, offs_k, mask_k, K, context)
+        local = tl.arange(0, BLOCK_K)
+        mask_k = k0 + local < K
+        row0 = b * K + k0
+        start, end, win_a, win_b = _load_window(seg_ptr, row0, local, mask_k, context)
         f_base = f_ptr + b * T * C
         df_base = df_ptr + b * T * C
-        row_k = b * K + offs_k.to(tl.int64)
+        dh_base = dh_ptr + row0 * H
         NS = N * S
         d_start = tl.zeros((BLOCK_K,), dtype=tl.float32)
         d_end = tl.zeros((BLOCK_K,), dtype=tl.float32)
@@ -246,7 +249,7 @@ if AVAILABLE:
                 for h0 in range(0, H, BLOCK_H):
                     offs_h = h0 + tl.arange(0, BLOCK_H)
                     mask_h = offs_h < H
-                    dh = tl.load(dh_ptr + row_k[:, None] * H + offs_h[None, :],
+                    dh = tl.load(dh_base + (local[:, None] * H + offs_h[None, :]),
                                  mask=mask_k[:, None] & mask_h[None, :], other=0.0)
                     w = tl.load(w1_ptr + offs_h[:, None] * (N * C) + n * C + offs_c[None, :],
                                 mask=mask_h[:, None] & mask_c[None, :], other=0.0)  # [BLOCK_H, BLOCK_C]
@@ -256,8 +259,8 @@ if AVAILABLE:
                     t = _sample_fraction(n * S + s, NS)
                     x = win_a + (win_b - win_a) * t
                     i0, i1, w0, w1, g0, g1, is_nan = _tap(x, T, PADDING)
-                    rows0 = i0[:, None].to(tl.int64) * C + offs_c[None, :]
-                    rows1 = i1[:, None].to(tl.int64) * C + offs_c[None, :]
+                    rows0 = i0[:, None] * C + offs_c[None, :]
+                    rows1 = i1[:, None] * C + offs_c[None, :]
                     if NEED_FEATURES:
                         # zero-weight taps (padding, NaN) are skipped: no traffic, no contention on F[0]
                         tl.atomic_add(df_base + rows0, w0[:, None] * dv, mask=mask_kc & (w0 != 0.0)[:, None],
@@ -272,8 +275,8 @@ if AVAILABLE:
                         d_start += dx * ((1.0 + context) * (1.0 - t) - context * t)
                         d_end += dx * ((1.0 + context) * t - context * (1.0 - t))
         if NEED_SEGMENTS:
-            tl.store(dseg_ptr + row_k * 2, d_start, mask=mask_k)
-            tl.store(dseg_ptr + row_k * 2 + 1, d_end, mask=mask_k)
+            tl.store(dseg_ptr + row0 * 2 + local * 2, d_start, mask=mask_k)
+            tl.store(dseg_ptr + row0 * 2 + local * 2 + 1, d_end, mask=mask_k)
 
     @triton.jit
     def _bwd_w1_kernel(
@@ -305,34 +308,62 @@ if AVAILABLE:
         acc = tl.zeros((BLOCK_H, BLOCK_C), dtype=tl.float32)
         for tile in range(first, last):
             b = (tile // k_tiles).to(tl.int64)
-            offs_k = (tile % k_tiles) * BLOCK_K + tl.arange(0, BLOCK_K)
-            mask_k = offs_k < K
-            start, end, win_a, win_b = _load_window(seg_ptr, b, offs_k, mask_k, K, context)
+            k0 = (tile % k_tiles) * BLOCK_K
+            local = tl.arange(0, BLOCK_K)
+            mask_k = k0 + local < K
+            row0 = b * K + k0
+            start, end, win_a, win_b = _load_window(seg_ptr, row0, local, mask_k, context)
             v = _interp_point(f_ptr + b * T * C, T, C, offs_c, mask_k[:, None] & mask_c[None, :], win_a, win_b,
                               n, S, NS, PADDING, BLOCK_K, BLOCK_C)
-            row_k = b * K + offs_k.to(tl.int64)
-            dht = tl.load(dh_ptr + row_k[None, :] * H + offs_h[:, None],
+            dht = tl.load(dh_ptr + row0 * H + (local[None, :] * H + offs_h[:, None]),
                           mask=mask_h[:, None] & mask_k[None, :], other=0.0)  # [BLOCK_H, BLOCK_K]
             acc = _mma(dht, v.to(dtype), acc, PREC, UPCAST)
         tl.atomic_add(dw_ptr + offs_h[:, None] * (N * C) + n * C + offs_c[None, :], acc,
                       mask=mask_h[:, None] & mask_c[None, :], sem="relaxed")
 
+    def _configs(entries):
+        return [triton.Config({"BLOCK_K": k, "BLOCK_C": c, "BLOCK_H": h}, num_warps=w, num_stages=st)
+                for k, c, h, w, st in entries]
 
-def _launch_settings(dtype: torch.dtype, device: torch.device) -> dict:
-    """Matmul precision and block sizes. Interpreted runs use the smallest tiles tl.dot allows
-    (the CI shapes are tiny); GPU runs use tensor-core sized tiles."""
+    # GPU candidates (BLOCK_K, BLOCK_C, BLOCK_H, warps, stages): each compiles for sm_90 without
+    # register spills in bf16 and in TF32 float32 (checked with triton.compile for the "anet"
+    # sizes); the autotuner times them once per (C, H, N, S, O, dtypes). The kernels that
+    # accumulate with atomics get their outputs zeroed between trials.
+    _fwd_tuned = triton.autotune(
+        _configs([(64, 64, 128, 8, 2), (64, 32, 128, 8, 3), (64, 64, 64, 4, 2)]), key=["C", "H", "N", "S", "O"]
+    )(_fwd_kernel)
+    _bwd_input_tuned = triton.autotune(
+        _configs([(64, 128, 64, 8, 2), (64, 64, 64, 8, 2), (64, 64, 128, 8, 2)]), key=["C", "H", "N", "S"],
+        reset_to_zero=["df_ptr"],
+    )(_bwd_input_kernel)
+    _bwd_w1_tuned = triton.autotune(
+        _configs([(64, 128, 128, 8, 2), (64, 64, 128, 8, 3), (128, 64, 128, 8, 2)]), key=["C", "H", "N", "S"],
+        reset_to_zero=["dw_ptr"],
+    )(_bwd_w1_kernel)
+
+# Interpreted (CPU) runs: the smallest tiles tl.dot allows, so the tiny CI shapes still span
+# several tiles along segments, channels and hidden units.
+_INTERPRETER_BLOCKS = {"BLOCK_K": 16, "BLOCK_C": 16, "BLOCK_H": 16}
+
+
+def _launch(tuned, plain, grid, interpreted: bool, *args, **constexprs) -> None:
+    """Run a kernel: autotuned on a GPU, with the interpreter's fixed tiles on CPU tensors.
+    grid(meta) gives the launch grid for the chosen block sizes."""
+    if interpreted:
+        plain[grid(_INTERPRETER_BLOCKS)](*args, **constexprs, **_INTERPRETER_BLOCKS, num_warps=4, num_stages=1)
+    else:
+        tuned[grid](*args, **constexprs)
+
+
+def _precision(dtype: torch.dtype, device: torch.device) -> dict:
+    """tl.dot settings: TF32 for float32 only where torch's allow_tf32 flag says so; the
+    interpreter's bf16 workaround (see _mma)."""
     interpreted = device.type == "cpu"
-    if dtype == torch.float32 and not interpreted and torch.backends.cuda.matmul.allow_tf32:
-        prec = "tf32"  # the user allowed TF32 for float32 matmuls
-    elif dtype == torch.float32:
+    if dtype == torch.float32 and (interpreted or not torch.backends.cuda.matmul.allow_tf32):
         prec = "ieee"
     else:
-        prec = "tf32"  # ignored for 16-bit operands (Triton's default)
-    return {
-        "PREC": prec,
-        "UPCAST": interpreted and dtype == torch.bfloat16,
-        "interpreted": interpreted,
-    }
+        prec = "tf32"  # float32 where the user allowed TF32; ignored for 16-bit operands
+    return {"PREC": prec, "UPCAST": interpreted and dtype == torch.bfloat16}
 
 
 def _prepare(features, segments, w1, num_samples, coord_features):
@@ -341,6 +372,8 @@ def _prepare(features, segments, w1, num_samples, coord_features):
     B, C, T = features.shape
     H = w1.shape[0]
     N = num_samples
+    if T * C >= 2**31:
+        raise ValueError(f"score_anchors: backend 'triton' needs T * C < 2**31 per video, got T={T}, C={C}")
     f_tc = features.transpose(1, 2).contiguous()
     w1_soi = w1[:, : C * N].reshape(H, C, N).transpose(1, 2).contiguous()
     w1_coord = w1[:, C * N:].float().contiguous()
@@ -358,25 +391,15 @@ def _forward_impl(features, segments, w1, b1, w2, b2, num_samples, samples_per_p
     if out.numel() == 0 and hidden.numel() == 0:
         return out, hidden
     f_tc, seg, w1_soi, w1_coord = _prepare(features, segments, w1, num_samples, coord_features)
-    cfg = _launch_settings(features.dtype, features.device)
-    if cfg["interpreted"]:
-        blocks = dict(BLOCK_K=16, BLOCK_C=16, BLOCK_H=16, num_warps=4, num_stages=1)
-    else:
-        blocks = dict(BLOCK_K=64, BLOCK_C=_clamp_pow2(C, 16, 64), BLOCK_H=_clamp_pow2(H, 16, 256),
-                      num_warps=8, num_stages=2)
-    grid = (_cdiv(K, blocks["BLOCK_K"]), B)
-    _fwd_kernel[grid](
+    _launch(
+        _fwd_tuned, _fwd_kernel, lambda meta: (_cdiv(K, meta["BLOCK_K"]), B), features.device.type == "cpu",
         f_tc, seg, w1_soi, w1_coord, b1.float().contiguous(), w2.contiguous(), b2.float().contiguous(), out,
         hidden, K, C, T, H, O, num_samples, samples_per_point, float(context), float(num_steps),
         PADDING=PADDING_CODES[padding], NUM_COORD=COORD_FEATURES[coord_features],
-        ACTIVATION=ACTIVATION_CODES[activation], SAVE_HIDDEN=save_hidden, PREC=cfg["PREC"],
-        UPCAST=cfg["UPCAST"], BLOCK_O=_pow2_at_least(O, 16), **blocks,
+        ACTIVATION=ACTIVATION_CODES[activation], SAVE_HIDDEN=save_hidden, BLOCK_O=_pow2_at_least(O, 16),
+        **_precision(features.dtype, features.device),
     )
     return out, hidden
-
-
-def _clamp_pow2(x: int, lo: int, hi: int) -> int:
-    return min(_pow2_at_least(x, lo), hi)
 
 
 def _activation_backward(grad_act: torch.Tensor, hidden: torch.Tensor, activation: str) -> torch.Tensor:
@@ -386,6 +409,10 @@ def _activation_backward(grad_act: torch.Tensor, hidden: torch.Tensor, activatio
     return torch.ops.aten.gelu_backward(grad_act, hidden)
 
 
+def _activation_forward(x: torch.Tensor, activation: str) -> torch.Tensor:
+    return torch.relu(x) if activation == "relu" else torch.nn.functional.gelu(x)
+
+
 def _backward_impl(grad_out, hidden, features, segments, w1, w2, num_samples, samples_per_point, context,
                    padding, coord_features, activation, num_steps, need_features, need_segments, need_weights):
     B, C, T = features.shape
@@ -393,59 +420,53 @@ def _backward_impl(grad_out, hidden, features, segments, w1, w2, num_samples, sa
     H, O = w1.shape[0], w2.shape[0]
     N = num_samples
     dtype = features.dtype
-    grad_features = torch.zeros((B, T, C), dtype=torch.float32, device=features.device)
-    grad_segments = torch.zeros((B, K, 2), dtype=torch.float32, device=features.device)
+    device = features.device
+    interpreted = device.type == "cpu"
+    grad_features = torch.zeros((B, T, C), dtype=torch.float32, device=device)
+    grad_segments = torch.zeros((B, K, 2), dtype=torch.float32, device=device)
     if B * K == 0:
         return (_channels_first(grad_features, dtype), grad_segments, torch.zeros_like(w1),
                 w1.new_zeros((H,)), torch.zeros_like(w2), w2.new_zeros((O,)))
-    # The (B, K, hidden)-sized part in PyTorch, in float32.
-    hidden32 = hidden.float()
-    grad_out32 = grad_out.float()
-    grad_hidden = _activation_backward(grad_out32 @ w2.float(), hidden32, activation)  # (B, K, H)
+    # The (B, K, hidden)-sized part in PyTorch, in the features' dtype as autograd would do it
+    # for the reference (matmuls accumulate in float32): no float32 copies of (B, K, hidden).
+    grad_hidden = _activation_backward(grad_out @ w2, hidden, activation).contiguous()  # (B, K, H)
     phi = coordinate_features(segments, coord_features, num_steps)  # (B, K, E) float32
     f_tc, seg, w1_soi, w1_coord = _prepare(features, segments, w1, N, coord_features)
-    dh = grad_hidden.to(dtype).contiguous()  # the kernels' matmul operand
-    cfg = _launch_settings(dtype, features.device)
-    common = dict(PADDING=PADDING_CODES[padding], PREC=cfg["PREC"], UPCAST=cfg["UPCAST"])
-    if cfg["interpreted"]:
-        blocks = dict(BLOCK_K=16, BLOCK_C=16, BLOCK_H=16, num_warps=4, num_stages=1)
-    else:
-        blocks = dict(BLOCK_K=64, BLOCK_C=_clamp_pow2(C, 16, 128), BLOCK_H=64, num_warps=8, num_stages=2)
+    common = dict(PADDING=PADDING_CODES[padding], **_precision(dtype, device))
     if (need_features or need_segments) and C * N > 0:
-        _bwd_input_kernel[(_cdiv(K, blocks["BLOCK_K"]), B)](
-            f_tc, seg, w1_soi, dh, grad_features, grad_segments, K, C, T, H, N, samples_per_point, float(context),
-            NEED_FEATURES=need_features, NEED_SEGMENTS=need_segments, **common, **blocks,
+        _launch(
+            _bwd_input_tuned, _bwd_input_kernel, lambda meta: (_cdiv(K, meta["BLOCK_K"]), B), interpreted,
+            f_tc, seg, w1_soi, grad_hidden, grad_features, grad_segments, K, C, T, H, N, samples_per_point,
+            float(context), NEED_FEATURES=need_features, NEED_SEGMENTS=need_segments, **common,
         )
     if need_segments and phi.shape[-1] > 0:
-        grad_phi = grad_hidden @ w1_coord  # (B, K, E)
+        grad_phi = (grad_hidden @ w1_coord.to(dtype)).float()  # (B, K, E)
         grad_segments += coordinate_features_backward(grad_phi, coord_features, num_steps)
-    if need_weights:
-        grad_w1_soi = torch.zeros((H, N, C), dtype=torch.float32, device=features.device)
-        if C * N * H > 0:
-            wblocks = dict(blocks, BLOCK_H=_clamp_pow2(H, 16, 128)) if not cfg["interpreted"] else blocks
-            h_tiles, c_tiles = _cdiv(H, wblocks["BLOCK_H"]), _cdiv(C, wblocks["BLOCK_C"])
-            tiles = B * _cdiv(K, wblocks["BLOCK_K"])
-            if cfg["interpreted"]:
-                splits = min(tiles, 2)  # exercises the split reduction on tiny CI shapes
-            else:
-                programs = h_tiles * c_tiles * N
-                sms = torch.cuda.get_device_properties(features.device).multi_processor_count
-                splits = max(1, min(tiles, _cdiv(4 * sms, programs)))
-            _bwd_w1_kernel[(h_tiles, c_tiles, N * splits)](
-                f_tc, seg, dh, grad_w1_soi, B, K, C, T, H, N, samples_per_point, float(context),
-                **common, **wblocks,
-            )
-        grad_w1 = torch.cat(
-            [grad_w1_soi.transpose(1, 2).reshape(H, C * N), torch.einsum("bkh,bke->he", grad_hidden, phi)], dim=1
-        ).to(w1.dtype)
-        grad_b1 = grad_hidden.sum((0, 1)).to(w1.dtype)
-        act = _activation_forward(hidden32, activation).to(dtype).float()
-        grad_w2 = torch.einsum("bko,bkh->oh", grad_out32, act).to(w2.dtype)
-        grad_b2 = grad_out32.sum((0, 1)).to(w2.dtype)
-    else:
-        grad_w1, grad_b1 = torch.zeros_like(w1), w1.new_zeros((H,))
-        grad_w2, grad_b2 = torch.zeros_like(w2), w2.new_zeros((O,))
-    return (_channels_first(grad_features, dtype), grad_segments, grad_w1, grad_b1, grad_w2, grad_b2)
+    if not need_weights:
+        return (_channels_first(grad_features, dtype), grad_segments, torch.zeros_like(w1), w1.new_zeros((H,)),
+                torch.zeros_like(w2), w2.new_zeros((O,)))
+    grad_w1_soi = torch.zeros((H, N, C), dtype=torch.float32, device=device)
+    if C * N * H > 0:
+        sms = 1 if interpreted else torch.cuda.get_device_properties(device).multi_processor_count
+
+        def w1_grid(meta):
+            # Split the reduction over segment tiles until there are about 4 programs per SM
+            # (2 in the interpreter, to exercise the split reduction on tiny shapes).
+            h_tiles, c_tiles = _cdiv(H, meta["BLOCK_H"]), _cdiv(C, meta["BLOCK_C"])
+            tiles = B * _cdiv(K, meta["BLOCK_K"])
+            wanted = 2 if interpreted else _cdiv(4 * sms, h_tiles * c_tiles * N)
+            return h_tiles, c_tiles, N * max(1, min(tiles, wanted))
+
+        _launch(_bwd_w1_tuned, _bwd_w1_kernel, w1_grid, interpreted,
+                f_tc, seg, grad_hidden, grad_w1_soi, B, K, C, T, H, N, samples_per_point, float(context), **common)
+    rows_h = grad_hidden.reshape(B * K, H)
+    grad_w1_coord = rows_h.t() @ phi.reshape(B * K, -1).to(dtype)
+    grad_w1 = torch.cat([grad_w1_soi.transpose(1, 2).reshape(H, C * N).to(dtype), grad_w1_coord], dim=1)
+    grad_b1 = rows_h.sum(0, dtype=torch.float32).to(dtype)
+    rows_out = grad_out.reshape(B * K, O)
+    grad_w2 = rows_out.t() @ _activation_forward(hidden, activation).reshape(B * K, H)
+    grad_b2 = rows_out.sum(0, dtype=torch.float32).to(dtype)
+    return _channels_first(grad_features, dtype), grad_segments, grad_w1, grad_b1, grad_w2, grad_b2
 
 
 def _channels_first(grad_tc: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -453,8 +474,6 @@ def _channels_first(grad_tc: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return grad_tc.transpose(1, 2).to(dtype).contiguous()
 
 
-def _activation_forward(x: torch.Tensor, activation: str) -> torch.Tensor:
-    return torch.relu(x) if activation == "relu" else torch.nn.functional.gelu(x)
 
 
 if AVAILABLE:
