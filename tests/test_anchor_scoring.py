@@ -13,7 +13,7 @@ import rcl_kernels
 from rcl_kernels import AnchorScorer, score_anchors
 from rcl_kernels.ops.anchor_scoring import ANCHOR_SCORING_BACKENDS
 from rcl_kernels.reference.anchor_scoring import COORD_FEATURES, anchor_scoring_reference, coordinate_features
-from tests.tolerances import assert_close_to_reference, max_abs_err
+from tolerances import assert_close_to_reference, max_abs_err
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 TRITON_OK = "triton" in ANCHOR_SCORING_BACKENDS.available(DEVICE.type)
