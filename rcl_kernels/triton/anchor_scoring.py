@@ -128,30 +128,45 @@ if AVAILABLE:
         return i0, i1, w0, w1, g0, g1, is_nan
 
     @triton.jit
+    def _fraction(m, NS):
+        """t_m = m / (NS - 1), or 1/2 when NS == 1 (sample_fraction in segment_interp_common.h)."""
+        return tl.where(NS > 1, (m * 1.0) / tl.maximum(NS - 1, 1).to(tl.float32), 0.5)
+
+    @triton.jit
     def _sub_sample(win_a, win_b, m, NS, T, PADDING: tl.constexpr):
-        """Taps of sub-sample m (of NS) of each window [win_a, win_b]: x = a + (b - a) t_m with
-        t_m = m / (NS - 1), or 1/2 when NS == 1 (sample_fraction in segment_interp_common.h).
-        Returns the taps of _tap and t_m."""
-        t = tl.where(NS > 1, m.to(tl.float32) / tl.maximum(NS - 1, 1).to(tl.float32), 0.5)
+        """Taps of sub-sample m (of NS) of each window [win_a, win_b], x = a + (b - a) t_m, and t_m."""
+        t = _fraction(m, NS)
         x = win_a + (win_b - win_a) * t
         i0, i1, w0, w1, g0, g1, is_nan = _tap(x, T, PADDING)
         return i0, i1, w0, w1, g0, g1, is_nan, t
 
     @triton.jit
-    def _point_range(win_a, win_b, mask_k, n, S, NS, T, PADDING: tl.constexpr):
-        """[lo, hi]: the time steps point n of the (unmasked) segments reads, with a nonzero
-        weight or slope (lo > hi when none), and which segments have a NaN position there."""
-        lo = T + 0 * n
-        hi = -1 + 0 * n
-        any_nan = (win_a != win_a) & (win_a == win_a)  # all False, the shape of the tile
-        for s in range(S):
-            i0, i1, w0, w1, g0, g1, is_nan, t = _sub_sample(win_a, win_b, n * S + s, NS, T, PADDING)
-            use0 = mask_k & ((w0 != 0.0) | (g0 != 0.0))
-            use1 = mask_k & ((w1 != 0.0) | (g1 != 0.0))
-            lo = tl.minimum(lo, tl.minimum(tl.min(tl.where(use0, i0, T)), tl.min(tl.where(use1, i1, T))))
-            hi = tl.maximum(hi, tl.maximum(tl.max(tl.where(use0, i0, -1)), tl.max(tl.where(use1, i1, -1))))
-            any_nan = any_nan | is_nan
-        return lo, hi, any_nan
+    def _point_range(win_a, win_b, mask_k, n, S, NS, T):
+        """[lo, hi]: a superset of the time steps point n of the (unmasked) segments reads (lo > hi
+        when none). Positions are affine in t, so the extremes over a point's S sub-samples sit at
+        its first and last one; taps are floor(x) and floor(x) + 1, clipped to [0, T - 1]. Two
+        reductions per point, however many sub-samples."""
+        x_first = win_a + (win_b - win_a) * _fraction(n * S, NS)
+        x_last = win_a + (win_b - win_a) * _fraction(n * S + S - 1, NS)
+        x_low = tl.minimum(x_first, x_last)
+        x_high = tl.maximum(x_first, x_last)
+        ok = mask_k & (x_low == x_low) & (x_high == x_high)  # NaN positions read nothing
+        # Clamp before the float-to-int cast (inf, 1e30); an empty tile gives lo = T + 1 > hi = -1.
+        x_min = tl.minimum(tl.maximum(tl.min(tl.where(ok, x_low, float("inf"))), -2.0), (T + 1).to(tl.float32))
+        x_max = tl.minimum(tl.maximum(tl.max(tl.where(ok, x_high, -float("inf"))), -2.0), (T + 1).to(tl.float32))
+        # One step of slack on each side: rounding can never drop a tap.
+        lo = tl.maximum(tl.floor(x_min).to(tl.int32) - 1, 0)
+        hi = tl.minimum(tl.floor(x_max).to(tl.int32) + 2, T - 1)
+        return lo, hi
+
+    @triton.jit
+    def _nan_rows(win_a, win_b, NS):
+        """Segments with a NaN sub-sample position (their scores are NaN, as in the reference)."""
+        rows = (win_a != win_a) | (win_b != win_b)
+        for m in range(NS):
+            x = win_a + (win_b - win_a) * _fraction(m, NS)
+            rows = rows | (x != x)
+        return rows
 
     @triton.jit
     def _point_matrix(win_a, win_b, context, offs_t, n, S, NS, T, PADDING: tl.constexpr, MODE: tl.constexpr,
@@ -229,14 +244,13 @@ if AVAILABLE:
         mask_o = offs_o < O
         dtype = g_ptr.dtype.element_ty
         out_acc = tl.zeros((BLOCK_K, BLOCK_O), dtype=tl.float32)
+        nan_rows = _nan_rows(win_a, win_b, NS)
         for h0 in range(0, H, BLOCK_H):
             offs_h = h0 + tl.arange(0, BLOCK_H)
             mask_h = offs_h < H
             acc = tl.zeros((BLOCK_K, BLOCK_H), dtype=tl.float32)
-            nan_rows = (win_a != win_a) & (win_a == win_a)  # all False
             for n in range(N):
-                lo, hi, point_nan = _point_range(win_a, win_b, mask_k, n, S, NS, T, PADDING)
-                nan_rows = nan_rows | point_nan
+                lo, hi = _point_range(win_a, win_b, mask_k, n, S, NS, T)
                 for t0 in range(lo, hi + 1, BLOCK_T):
                     offs_t = t0 + tl.arange(0, BLOCK_T)
                     a = _point_matrix(win_a, win_b, context, offs_t, n, S, NS, T, PADDING, 0, BLOCK_K, BLOCK_T)
@@ -290,7 +304,7 @@ if AVAILABLE:
             mask_k = k0 + local < K
             row0 = b * K + k0
             start, end, win_a, win_b = _load_window(seg_ptr, row0, local, mask_k, context)
-            lo, hi, point_nan = _point_range(win_a, win_b, mask_k, n, S, NS, T, PADDING)
+            lo, hi = _point_range(win_a, win_b, mask_k, n, S, NS, T)
             if (lo < t_first + BLOCK_T) & (hi >= t_first):
                 a = _point_matrix(win_a, win_b, context, offs_t, n, S, NS, T, PADDING, 0, BLOCK_K, BLOCK_T)
                 dh = tl.load(dh_ptr + row0 * H + (local[:, None] * H + offs_h[None, :]),
@@ -320,7 +334,7 @@ if AVAILABLE:
         d_start = tl.zeros((BLOCK_K,), dtype=tl.float32)
         d_end = tl.zeros((BLOCK_K,), dtype=tl.float32)
         for n in range(N):
-            lo, hi, point_nan = _point_range(win_a, win_b, mask_k, n, S, NS, T, PADDING)
+            lo, hi = _point_range(win_a, win_b, mask_k, n, S, NS, T)
             for t0 in range(lo, hi + 1, BLOCK_T):
                 offs_t = t0 + tl.arange(0, BLOCK_T)
                 mask_t = offs_t < T
