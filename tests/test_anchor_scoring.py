@@ -155,6 +155,25 @@ def test_odd_sizes(backend, sizes):
     check_against_reference(backend, tensors, kw)
 
 
+def grid_segments(T, max_length, device=DEVICE):
+    """Every start <= end pair of a T-step grid with end - start <= max_length, in start-major
+    order (as RCL / BMN enumerate anchors), jittered by up to a quarter step: (1, K, 2)."""
+    start, end = torch.triu_indices(T, T)
+    keep = end - start <= max_length
+    seg = torch.stack([start[keep], end[keep]], -1).float()
+    return (seg + (torch.rand(seg.shape) - 0.5) * 0.5).unsqueeze(0).to(device)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_short_anchors_on_a_long_video(backend):
+    """Tiles of short segments read only a few of the video's steps: the Triton kernels visit
+    just those (and skip whole tiles in the backward); the result must not change."""
+    tensors, kw = make_problem(B=1, C=5, T=40, N=3, K=1, H=20, O=2)
+    tensors[1] = grid_segments(40, 2)  # K = 117
+    kw.update(samples_per_point=3, context=0.5)
+    check_against_reference(backend, tensors, kw)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_non_contiguous_inputs(backend):
     tensors, kw = make_problem(C=6, K=11)
@@ -398,6 +417,15 @@ def test_coordinate_features_definition():
 def test_gpu_triton_matches_reference(dtype):
     tensors, kw = make_problem(B=3, C=96, T=50, N=8, K=700, H=136, O=4, dtype=dtype)
     kw.update(samples_per_point=3, context=0.5)
+    check_against_reference("triton", tensors, kw)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_gpu_triton_all_grid_anchors(dtype):
+    """Every start <= end pair of a 120-step grid (7,260 segments, start-major), as on "anet"."""
+    tensors, kw = make_problem(B=2, C=64, T=120, N=16, K=1, H=96, O=4, dtype=dtype)
+    tensors[1] = grid_segments(120, 120).expand(2, -1, -1).contiguous()
     check_against_reference("triton", tensors, kw)
 
 
