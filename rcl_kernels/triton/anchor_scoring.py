@@ -36,8 +36,8 @@ the features' dtype, and only when a gradient is needed):
     contracted with the interpolation slopes times d position / d start (end).
 
 Sampling rules (positions, taps, slopes, NaN handling) are those of the SoI op, spelled in
-csrc/segment_interp_common.h and rcl_kernels/reference/segment_interp.py; _tap below follows
-make_tap line by line. Matmul operands are the features' dtype (bf16 / fp16) with float32
+csrc/segment_interp_common.h and rcl_kernels/reference/segment_interp.py; the taps and sample
+fractions come from the SoI op's Triton helpers (rcl_kernels/triton/_segment_interp_kernels.py). Matmul operands are the features' dtype (bf16 / fp16) with float32
 accumulation; float32 uses TF32 only where torch.backends.cuda.matmul.allow_tf32 says so.
 
 The ops are registered as rcl_kernels::anchor_scoring_triton and
@@ -84,63 +84,15 @@ if AVAILABLE:
     import triton
     import triton.language as tl
 
-    @triton.jit
-    def _tap(x, T, PADDING: tl.constexpr):
-        """Interpolation taps of positions x (see make_tap in csrc/segment_interp_common.h).
-
-        value(x) = w0 F[i0] + w1 F[i1] and dvalue/dx = g0 F[i0] + g1 F[i1]; indices are always in
-        [0, T-1], weights are zero where padding applies and for NaN positions (flagged).
-        """
-        is_nan = x != x
-        x = tl.where(is_nan, 0.0, x)
-        last = (T - 1).to(tl.float32)
-        if PADDING == 1:  # border: clamp, then interpolate; no slope where the clamp is active
-            inside = (x >= 0.0) & (x <= last)
-            xc = tl.minimum(tl.maximum(x, 0.0), last)
-            i0 = tl.minimum(tl.floor(xc).to(tl.int32), T - 1)
-            i1 = tl.minimum(i0 + 1, T - 1)
-            w1 = xc - i0.to(tl.float32)
-            w0 = 1.0 - w1
-            g1 = tl.where(inside & (i1 != i0), 1.0, 0.0)
-            g0 = -g1
-        else:  # zeros (and bmn): clamp before the float-to-int cast, so inf and 1e30 stay safe
-            xc = tl.minimum(tl.maximum(x, -2.0), last + 2.0)
-            fl = tl.floor(xc)
-            f = fl.to(tl.int32)
-            frac = xc - fl
-            valid0 = (f >= 0) & (f <= T - 1)
-            valid1 = (f + 1 >= 0) & (f + 1 <= T - 1)
-            i0 = tl.where(valid0, f, 0)
-            i1 = tl.where(valid1, f + 1, 0)
-            w0 = tl.where(valid0, 1.0 - frac, 0.0)
-            w1 = tl.where(valid1, frac, 0.0)
-            g0 = tl.where(valid0, -1.0, 0.0)
-            g1 = tl.where(valid1, 1.0, 0.0)
-            if PADDING == 2:  # BMN's math.modf truncates toward zero: (-1, 0) reads F[0] fully
-                trunc = (x > -1.0) & (x < 0.0)
-                i0 = tl.where(trunc, 0, i0)
-                w0 = tl.where(trunc, 1.0, w0)
-                w1 = tl.where(trunc, 0.0, w1)
-                g0 = tl.where(trunc, 0.0, g0)
-                g1 = tl.where(trunc, 0.0, g1)
-        w0 = tl.where(is_nan, 0.0, w0)
-        w1 = tl.where(is_nan, 0.0, w1)
-        g0 = tl.where(is_nan, 0.0, g0)
-        g1 = tl.where(is_nan, 0.0, g1)
-        return i0, i1, w0, w1, g0, g1, is_nan
+    # The SoI op's own Triton helpers: make_tap of csrc/segment_interp_common.h on vectors, and
+    # the correctly rounded sub-sample fraction, so both ops sample identically.
+    from rcl_kernels.triton._segment_interp_kernels import _sample_fraction, _taps
 
     @triton.jit
-    def _fraction(m, NS):
-        """t_m = m / (NS - 1), or 1/2 when NS == 1 (sample_fraction in segment_interp_common.h)."""
-        return tl.where(NS > 1, (m * 1.0) / tl.maximum(NS - 1, 1).to(tl.float32), 0.5)
-
-    @triton.jit
-    def _sub_sample(win_a, win_b, m, NS, T, PADDING: tl.constexpr):
-        """Taps of sub-sample m (of NS) of each window [win_a, win_b], x = a + (b - a) t_m, and t_m."""
-        t = _fraction(m, NS)
-        x = win_a + (win_b - win_a) * t
-        i0, i1, w0, w1, g0, g1, is_nan = _tap(x, T, PADDING)
-        return i0, i1, w0, w1, g0, g1, is_nan, t
+    def _position(win_a, win_b, n, s, S, NS):
+        """x = a + (b - a) t of sub-sample n S + s (of NS) of each window, and t."""
+        t = _sample_fraction(n, s, S, NS, tl.float32)
+        return win_a + (win_b - win_a) * t, t
 
     @triton.jit
     def _point_range(win_a, win_b, mask_k, n, S, NS, T):
@@ -148,8 +100,8 @@ if AVAILABLE:
         when none). Positions are affine in t, so the extremes over a point's S sub-samples sit at
         its first and last one; taps are floor(x) and floor(x) + 1, clipped to [0, T - 1]. Two
         reductions per point, however many sub-samples."""
-        x_first = win_a + (win_b - win_a) * _fraction(n * S, NS)
-        x_last = win_a + (win_b - win_a) * _fraction(n * S + S - 1, NS)
+        x_first, t_first = _position(win_a, win_b, n, 0, S, NS)
+        x_last, t_last = _position(win_a, win_b, n, S - 1, S, NS)
         x_low = tl.minimum(x_first, x_last)
         x_high = tl.maximum(x_first, x_last)
         ok = mask_k & (x_low == x_low) & (x_high == x_high)  # NaN positions read nothing
@@ -162,12 +114,13 @@ if AVAILABLE:
         return lo, hi
 
     @triton.jit
-    def _nan_rows(win_a, win_b, NS):
+    def _nan_rows(win_a, win_b, N, S, NS):
         """Segments with a NaN sub-sample position (their scores are NaN, as in the reference)."""
         rows = (win_a != win_a) | (win_b != win_b)
-        for m in range(NS):
-            x = win_a + (win_b - win_a) * _fraction(m, NS)
-            rows = rows | (x != x)
+        for n in range(N):
+            for s in range(S):
+                x, t = _position(win_a, win_b, n, s, S, NS)
+                rows = rows | (x != x)
         return rows
 
     @triton.jit
@@ -179,7 +132,8 @@ if AVAILABLE:
         (dposition_dstart / dposition_dend in segment_interp_common.h)."""
         mat = tl.zeros((BLOCK_K, BLOCK_T), dtype=tl.float32)
         for s in range(S):
-            i0, i1, w0, w1, g0, g1, is_nan, t = _sub_sample(win_a, win_b, n * S + s, NS, T, PADDING)
+            x, t = _position(win_a, win_b, n, s, S, NS)
+            i0, i1, w0, w1, g0, g1, is_nan = _taps(x, T, PADDING)
             if MODE == 0:
                 c0 = w0
                 c1 = w1
@@ -246,7 +200,7 @@ if AVAILABLE:
         mask_o = offs_o < O
         dtype = g_ptr.dtype.element_ty
         out_acc = tl.zeros((BLOCK_K, BLOCK_O), dtype=tl.float32)
-        nan_rows = _nan_rows(win_a, win_b, NS)
+        nan_rows = _nan_rows(win_a, win_b, N, S, NS)
         for h0 in range(0, H, BLOCK_H):
             offs_h = h0 + tl.arange(0, BLOCK_H)
             mask_h = offs_h < H
