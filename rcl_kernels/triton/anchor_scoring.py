@@ -100,12 +100,12 @@ if AVAILABLE:
         when none). Positions are affine in t, so the extremes over a point's S sub-samples sit at
         its first and last one; taps are floor(x) and floor(x) + 1, clipped to [0, T - 1]. Two
         reductions per point, however many sub-samples."""
-        x_first, t_first = _position(win_a, win_b, n, 0, S, NS)
-        x_last, t_last = _position(win_a, win_b, n, S - 1, S, NS)
+        x_first, _ = _position(win_a, win_b, n, 0, S, NS)
+        x_last, _ = _position(win_a, win_b, n, S - 1, S, NS)
         x_low = tl.minimum(x_first, x_last)
         x_high = tl.maximum(x_first, x_last)
         ok = mask_k & (x_low == x_low) & (x_high == x_high)  # NaN positions read nothing
-        # Clamp before the float-to-int cast (inf, 1e30); an empty tile gives lo = T + 1 > hi = -1.
+        # Clamp before the float-to-int cast (inf, 1e30). With no rows left, lo = T > hi = 0.
         x_min = tl.minimum(tl.maximum(tl.min(tl.where(ok, x_low, float("inf"))), -2.0), (T + 1).to(tl.float32))
         x_max = tl.minimum(tl.maximum(tl.max(tl.where(ok, x_high, -float("inf"))), -2.0), (T + 1).to(tl.float32))
         # One step of slack on each side: rounding can never drop a tap.
@@ -119,7 +119,7 @@ if AVAILABLE:
         rows = (win_a != win_a) | (win_b != win_b)
         for n in range(N):
             for s in range(S):
-                x, t = _position(win_a, win_b, n, s, S, NS)
+                x, _ = _position(win_a, win_b, n, s, S, NS)
                 rows = rows | (x != x)
         return rows
 
