@@ -25,24 +25,53 @@ inline int parse_padding(std::string_view name) {
   return -1;
 }
 
+// Separately rounded multiply and divide. The CUDA build uses --use_fast_math, under which nvcc
+// fuses a + b * c into one FMA and approximates float division; positions would then differ from
+// the CPU kernel and the reference by an ulp, and at integer positions that flips the
+// interpolation interval (and so the segment gradient). Positions use these on every backend.
+template <typename acc_t>
+RCL_HOST_DEVICE acc_t mul_rn(acc_t x, acc_t y) {
+#ifdef __CUDA_ARCH__
+  if constexpr (sizeof(acc_t) == sizeof(double)) {
+    return __dmul_rn(x, y);
+  } else {
+    return __fmul_rn(x, y);
+  }
+#else
+  return x * y;
+#endif
+}
+template <typename acc_t>
+RCL_HOST_DEVICE acc_t div_rn(acc_t x, acc_t y) {
+#ifdef __CUDA_ARCH__
+  if constexpr (sizeof(acc_t) == sizeof(double)) {
+    return __ddiv_rn(x, y);
+  } else {
+    return __fdiv_rn(x, y);
+  }
+#else
+  return x / y;
+#endif
+}
+
 // Fraction t_k of sub-sample k along the window [a, b]: k / (M - 1), or 1/2 when M == 1.
 template <typename acc_t>
 RCL_HOST_DEVICE acc_t sample_fraction(int64_t k, int64_t M) {
-  return M > 1 ? static_cast<acc_t>(k) / static_cast<acc_t>(M - 1) : acc_t(0.5);
+  return M > 1 ? div_rn(static_cast<acc_t>(k), static_cast<acc_t>(M - 1)) : acc_t(0.5);
 }
 
 // Window ends a = s - context (e - s), b = e + context (e - s).
 template <typename acc_t>
 RCL_HOST_DEVICE void window(acc_t s, acc_t e, acc_t context, acc_t& a, acc_t& b) {
   const acc_t len = e - s;
-  a = s - context * len;
-  b = e + context * len;
+  a = s - mul_rn(context, len);
+  b = e + mul_rn(context, len);
 }
 
 // x = a + (b - a) t, and its derivatives with respect to s and e.
 template <typename acc_t>
 RCL_HOST_DEVICE acc_t sample_position(acc_t a, acc_t b, acc_t t) {
-  return a + (b - a) * t;
+  return a + mul_rn(b - a, t);
 }
 template <typename acc_t>
 RCL_HOST_DEVICE acc_t dposition_dstart(acc_t context, acc_t t) {

@@ -13,7 +13,7 @@ import rcl_kernels
 from rcl_kernels import AnchorScorer, score_anchors
 from rcl_kernels.ops.anchor_scoring import ANCHOR_SCORING_BACKENDS
 from rcl_kernels.reference.anchor_scoring import COORD_FEATURES, anchor_scoring_reference, coordinate_features
-from tests.tolerances import assert_close_to_reference, max_abs_err
+from tolerances import assert_close_to_reference, max_abs_err
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 TRITON_OK = "triton" in ANCHOR_SCORING_BACKENDS.available(DEVICE.type)
@@ -112,12 +112,14 @@ def test_matches_reference_per_dtype(backend, dtype):
 
 def test_cpu_backend_float64_gradcheck():
     tensors, kw = make_problem(B=1, C=3, T=6, N=2, K=5, H=4, O=2, dtype=torch.float64)
-    tensors[1] = tensors[1].double()
+    # Positions kept off integers, where the interpolation has kinks.
+    tensors[1] = torch.tensor([[[0.3, 4.4], [1.7, 2.2], [-0.6, 3.1], [2.45, 5.9], [4.8, 0.4]]], dtype=torch.float64)
     leaves = [t.detach().clone().requires_grad_() for t in tensors]
-    # Keep positions off integers, where the interpolation has kinks.
-    leaves[1].data = torch.tensor([[[0.3, 4.4], [1.7, 2.2], [-0.6, 3.1], [2.45, 5.9], [4.8, 0.4]]], dtype=torch.float64)
-    fn = lambda *t: score_anchors(*t, backend="cpu", activation="gelu", samples_per_point=3, context=0.5, **kw)  # noqa: E731
-    assert torch.autograd.gradcheck(fn, leaves, atol=1e-6)
+
+    def scores(*t):
+        return score_anchors(*t, backend="cpu", activation="gelu", samples_per_point=3, context=0.5, **kw)
+
+    assert torch.autograd.gradcheck(scores, leaves, atol=1e-6)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -150,6 +152,25 @@ def test_activation_and_coordinate_features(backend, activation, coord_features)
 )
 def test_odd_sizes(backend, sizes):
     tensors, kw = make_problem(**sizes)
+    check_against_reference(backend, tensors, kw)
+
+
+def grid_segments(T, max_length, device=DEVICE):
+    """Every start <= end pair of a T-step grid with end - start <= max_length, in start-major
+    order (as RCL / BMN enumerate anchors), jittered by up to a quarter step: (1, K, 2)."""
+    start, end = torch.triu_indices(T, T)
+    keep = end - start <= max_length
+    seg = torch.stack([start[keep], end[keep]], -1).float()
+    return (seg + (torch.rand(seg.shape) - 0.5) * 0.5).unsqueeze(0).to(device)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_short_anchors_on_a_long_video(backend):
+    """Tiles of short segments read only a few of the video's steps: the Triton kernels visit
+    just those (and skip whole tiles in the backward); the result must not change."""
+    tensors, kw = make_problem(B=1, C=5, T=40, N=3, K=1, H=20, O=2)
+    tensors[1] = grid_segments(40, 2)  # K = 117
+    kw.update(samples_per_point=3, context=0.5)
     check_against_reference(backend, tensors, kw)
 
 
@@ -396,6 +417,15 @@ def test_coordinate_features_definition():
 def test_gpu_triton_matches_reference(dtype):
     tensors, kw = make_problem(B=3, C=96, T=50, N=8, K=700, H=136, O=4, dtype=dtype)
     kw.update(samples_per_point=3, context=0.5)
+    check_against_reference("triton", tensors, kw)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_gpu_triton_all_grid_anchors(dtype):
+    """Every start <= end pair of a 120-step grid (7,260 segments, start-major), as on "anet"."""
+    tensors, kw = make_problem(B=2, C=64, T=120, N=16, K=1, H=96, O=4, dtype=dtype)
+    tensors[1] = grid_segments(120, 120).expand(2, -1, -1).contiguous()
     check_against_reference("triton", tensors, kw)
 
 

@@ -7,8 +7,10 @@ Backends:
              project the features through W1 once per video, then interpolate the projections;
              about C / (2 S) times less arithmetic, no (B, K, C, N) tensor. Pure PyTorch, so it is
              available whenever the device is the CPU.
-  triton     the fused kernels (rcl_kernels/triton/anchor_scoring.py): interpolation computed in
-             registers and fed to tl.dot, forward and backward, registered through torch.library.
+  triton     the fused kernels (rcl_kernels/triton/anchor_scoring.py), forward and backward: the same
+             factorisation on the GPU, with the interpolation weights built in registers and fed
+             to tl.dot against the projected features, visiting only the time steps each tile of
+             segments reads; registered through torch.library (fake kernels, autograd).
 """
 
 from __future__ import annotations

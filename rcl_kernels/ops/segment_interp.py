@@ -13,6 +13,7 @@ import torch
 
 from rcl_kernels._backends import OpBackends
 from rcl_kernels._extension import EXTENSION_LOADED
+from rcl_kernels.ops import _segment_interp_glue as _glue
 from rcl_kernels.reference.segment_interp import PADDINGS, segment_interp_reference
 from rcl_kernels.triton import segment_interp as _triton_soi
 
@@ -113,35 +114,11 @@ def segment_interp(
     return torch.ops.rcl_kernels.segment_interp.default(*args)
 
 
-def _fake_forward(features, segments, num_samples, samples_per_point, context, padding):
-    B, C, _ = features.shape
-    K = segments.shape[1]
-    return features.new_empty((B, K, C, num_samples))
-
-
-def _fake_backward(grad_output, features, segments, num_samples, samples_per_point, context, padding,
-                   need_features_grad, need_segments_grad):
-    return torch.empty_like(features, memory_format=torch.contiguous_format), torch.empty_like(
-        segments, memory_format=torch.contiguous_format
-    )
-
-
-def _setup_context(ctx, inputs, output):
-    features, segments, num_samples, samples_per_point, context, padding = inputs
-    ctx.save_for_backward(features, segments)
-    ctx.params = (num_samples, samples_per_point, context, padding)
-
-
-def _backward(ctx, grad_output):
-    features, segments = ctx.saved_tensors
-    need_f, need_s = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    grad_f, grad_s = torch.ops.rcl_kernels.segment_interp_backward.default(
-        grad_output, features, segments, *ctx.params, need_f, need_s
-    )
-    return (grad_f if need_f else None), (grad_s if need_s else None), None, None, None, None
-
-
 if EXTENSION_LOADED:
-    torch.library.register_fake("rcl_kernels::segment_interp")(_fake_forward)
-    torch.library.register_fake("rcl_kernels::segment_interp_backward")(_fake_backward)
-    torch.library.register_autograd("rcl_kernels::segment_interp", _backward, setup_context=_setup_context)
+    torch.library.register_fake("rcl_kernels::segment_interp")(_glue.fake_forward)
+    torch.library.register_fake("rcl_kernels::segment_interp_backward")(_glue.fake_backward)
+    torch.library.register_autograd(
+        "rcl_kernels::segment_interp",
+        _glue.backward_formula(torch.ops.rcl_kernels.segment_interp_backward.default),
+        setup_context=_glue.setup_context,
+    )

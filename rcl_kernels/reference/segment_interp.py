@@ -41,7 +41,9 @@ def interpolation_taps(x: torch.Tensor, length: int, padding: str):
     x = torch.where(is_nan, torch.zeros_like(x), x)
     last = length - 1
     if padding == "border":
-        xc = x.clamp(0, last)
+        # torch.where rather than clamp: clamp's gradient vanishes at the bounds themselves, but
+        # the rule is the slope between floor(x) and floor(x) + 1 there (zero only at x = T-1).
+        xc = torch.where(x < 0, torch.zeros_like(x), torch.where(x > last, torch.full_like(x, last), x))
         i0 = torch.floor(xc).detach().clamp(max=last)
         i1 = (i0 + 1).clamp(max=last)
         frac = xc - i0

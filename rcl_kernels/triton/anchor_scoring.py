@@ -1,25 +1,44 @@
-"""Fused anchor scoring in Triton: SoI and the two-layer scoring MLP in one kernel.
+"""Fused anchor scoring in Triton: SoI and the two-layer scoring MLP, forward and backward,
+never writing the (B, K, C, N) SoI tensor.
 
-score(x) = W2 act(W1 [flatten(SoI(F; x)), phi(x)] + b1) + b2, without ever writing the
-(B, K, C, N) SoI tensor: a program owns BLOCK_K segments of one video, builds each
-[BLOCK_K, BLOCK_C] slice of their interpolated features in registers (two gathered rows of F per
-sub-sample, blended with the interpolation weights) and feeds it straight to tl.dot with the
-matching W1 tile. The reduction over W1's C * N columns runs point by point (n outer, channels
-inner), so the interpolation taps are computed once per point, not per element, and the gathers
-read contiguous channel rows of F stored time-major (B, T, C).
+score(x) = W2 act(W1 [flatten(SoI(F; x)), phi(x)] + b1) + b2.
 
-Backward recomputes the interpolation instead of storing it (only the (B, K, hidden)
-pre-activation is kept, in the features' dtype, and only when a gradient is needed):
+Formulation. SoI is linear in the features, so the SoI part of the first layer factors through
+the projected features G[b, t, n, :] = sum_c W1[:, c N + n] F[b, c, t] (one matmul per call,
+(B, T, N, hidden), far smaller than (B, K, C, N) since T << K):
+
+    W1 flatten(SoI(F; x_k)) = sum_n sum_t A_n[k, t] G[b, t, n, :],
+
+where A_n[k, t] is the interpolation weight with which point n of segment k reads step t (at most
+2 S nonzeros per row). The forward kernel builds each [BLOCK_K, BLOCK_T] tile of A_n in
+registers from the segment coordinates (comparisons, no memory reads) and feeds it to tl.dot
+with the matching G tile, accumulating the hidden pre-activation in float32; then it adds the
+coordinate term and bias, applies the activation and multiplies by W2 (also tl.dot), writing
+only (B, K, out_channels). Only the time steps a tile of segments actually reads are visited:
+for each point n the loop runs over [min, max] of the tile's taps. With segments in grid order
+(all start <= end pairs, as RCL / BMN enumerate them) that range is about BLOCK_K steps, so the
+reduction per point is ~64 steps instead of C (256) for the direct product with W1: about 3x
+fewer multiply-adds on the "anet" and "dense" problems, and no gathers in the inner loop.
+Worst case (segments in random order over a long video) the range is the whole video: T / C
+times the direct cost.
+
+Backward recomputes A instead of storing anything but the (B, K, hidden) pre-activation (kept in
+the features' dtype, and only when a gradient is needed):
   * dh = (dout @ W2) * act'(h) and the small gradients (W2, b1, b2, the coordinate columns of
-    W1 and the coordinate term of d segments) are plain PyTorch on (B, K, hidden) tensors;
-  * _bwd_input_kernel: dV = dh @ W1 per [BLOCK_K, BLOCK_C] tile, scattered into a float32
-    d features buffer with atomic adds and contracted with dF/dx into d segments;
-  * _bwd_w1_kernel: dW1 = dh^T @ V per (hidden, point, channel) tile, reducing over all segments
-    of all videos (split across programs, combined with atomic adds in float32).
+    W1, the coordinate term of d segments) are PyTorch on (B, K, hidden) tensors;
+  * _bwd_projected_kernel: dG[b, t, n, :] = sum_k A_n[k, t] dh[k, :], one program per
+    (time tile, hidden tile, video, point), looping over the video's segment tiles and skipping
+    those whose taps miss its time tile; no atomics. The scan costs a few hundred cycles per
+    segment tile: negligible for "anet" (79 tiles per video), the likely bottleneck for "dense"
+    (7,821 tiles; not measured). Then d features = dG W1^T and dW1 = F^T dG are two small
+    matmuls (PyTorch).
+  * _bwd_segments_kernel (only when segments need a gradient): dh G^T over the same ranges,
+    contracted with the interpolation slopes times d position / d start (end).
 
 Sampling rules (positions, taps, slopes, NaN handling) are those of the SoI op, spelled in
-csrc/segment_interp_common.h and rcl_kernels/reference/segment_interp.py; _tap below follows
-make_tap line by line.
+csrc/segment_interp_common.h and rcl_kernels/reference/segment_interp.py; the taps and sample
+fractions come from the SoI op's Triton helpers (rcl_kernels/triton/_segment_interp_kernels.py). Matmul operands are the features' dtype (bf16 / fp16) with float32
+accumulation; float32 uses TF32 only where torch.backends.cuda.matmul.allow_tf32 says so.
 
 The ops are registered as rcl_kernels::anchor_scoring_triton and
 rcl_kernels::anchor_scoring_triton_backward (torch.library.custom_op, with fake kernels and
@@ -30,7 +49,7 @@ from __future__ import annotations
 
 import torch
 
-from rcl_kernels._triton_support import TRITON_VERSION, triton_interpreted
+from rcl_kernels._triton_support import TRITON_VERSION
 from rcl_kernels.reference.anchor_scoring import (
     COORD_FEATURES,
     coordinate_features,
@@ -54,82 +73,80 @@ def _pow2_at_least(x: int, lo: int) -> int:
         p *= 2
     return p
 
+# GPU tile candidates (BLOCK_K, BLOCK_T, BLOCK_H, warps, stages) for the autotuner. Each one
+# compiles for sm_90 without register spills in bf16 and in TF32 float32 (checked with
+# triton.compile for the "anet" sizes, no GPU needed); the M = 64 tiles get wgmma instructions.
+FWD_CONFIGS = [(64, 32, 128, 8, 2), (64, 16, 128, 8, 3), (64, 32, 64, 8, 2)]
+PROJECTED_CONFIGS = [(64, 64, 128, 8, 2), (64, 32, 128, 8, 2), (32, 32, 64, 4, 3)]
+SEGMENTS_CONFIGS = [(64, 32, 64, 4, 2), (64, 32, 128, 8, 2)]
 
 if AVAILABLE:
     import triton
     import triton.language as tl
 
-    @triton.jit
-    def _tap(x, T, PADDING: tl.constexpr):
-        """Interpolation taps of positions x (see make_tap in csrc/segment_interp_common.h).
-
-        value(x) = w0 F[i0] + w1 F[i1] and dvalue/dx = g0 F[i0] + g1 F[i1]; indices are always in
-        [0, T-1], weights are zero where padding applies and for NaN positions (flagged).
-        """
-        is_nan = x != x
-        x = tl.where(is_nan, 0.0, x)
-        last = (T - 1).to(tl.float32)
-        if PADDING == 1:  # border: clamp, then interpolate; no slope where the clamp is active
-            inside = (x >= 0.0) & (x <= last)
-            xc = tl.minimum(tl.maximum(x, 0.0), last)
-            i0 = tl.minimum(tl.floor(xc).to(tl.int32), T - 1)
-            i1 = tl.minimum(i0 + 1, T - 1)
-            w1 = xc - i0.to(tl.float32)
-            w0 = 1.0 - w1
-            g1 = tl.where(inside & (i1 != i0), 1.0, 0.0)
-            g0 = -g1
-        else:  # zeros (and bmn): clamp before the float-to-int cast, so inf and 1e30 stay safe
-            xc = tl.minimum(tl.maximum(x, -2.0), last + 2.0)
-            fl = tl.floor(xc)
-            f = fl.to(tl.int32)
-            frac = xc - fl
-            valid0 = (f >= 0) & (f <= T - 1)
-            valid1 = (f + 1 >= 0) & (f + 1 <= T - 1)
-            i0 = tl.where(valid0, f, 0)
-            i1 = tl.where(valid1, f + 1, 0)
-            w0 = tl.where(valid0, 1.0 - frac, 0.0)
-            w1 = tl.where(valid1, frac, 0.0)
-            g0 = tl.where(valid0, -1.0, 0.0)
-            g1 = tl.where(valid1, 1.0, 0.0)
-            if PADDING == 2:  # BMN's math.modf truncates toward zero: (-1, 0) reads F[0] fully
-                trunc = (x > -1.0) & (x < 0.0)
-                i0 = tl.where(trunc, 0, i0)
-                w0 = tl.where(trunc, 1.0, w0)
-                w1 = tl.where(trunc, 0.0, w1)
-                g0 = tl.where(trunc, 0.0, g0)
-                g1 = tl.where(trunc, 0.0, g1)
-        w0 = tl.where(is_nan, 0.0, w0)
-        w1 = tl.where(is_nan, 0.0, w1)
-        g0 = tl.where(is_nan, 0.0, g0)
-        g1 = tl.where(is_nan, 0.0, g1)
-        return i0, i1, w0, w1, g0, g1, is_nan
+    # The SoI op's own Triton helpers: make_tap of csrc/segment_interp_common.h on vectors, and
+    # the correctly rounded sub-sample fraction, so both ops sample identically.
+    from rcl_kernels.triton._segment_interp_kernels import _sample_fraction, _taps
 
     @triton.jit
-    def _sample_fraction(m, M):
-        """t_m = m / (M - 1), or 1/2 when M == 1 (sample_fraction in segment_interp_common.h)."""
-        return tl.where(M > 1, m.to(tl.float32) / tl.maximum(M - 1, 1).to(tl.float32), 0.5)
+    def _position(win_a, win_b, n, s, S, NS):
+        """x = a + (b - a) t of sub-sample n S + s (of NS) of each window, and t."""
+        t = _sample_fraction(n, s, S, NS, tl.float32)
+        return win_a + (win_b - win_a) * t, t
 
     @triton.jit
-    def _interp_point(f_base, T, C, offs_c, mask_kc, win_a, win_b, n, S, NS, PADDING: tl.constexpr,
-                      BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
-        """SoI values of point n (of NS = N * S sub-samples) for BLOCK_K segments and channels
-        offs_c: [BLOCK_K, BLOCK_C] float32, the mean of sub-samples n*S .. n*S+S-1.
+    def _point_range(win_a, win_b, mask_k, n, S, NS, T):
+        """[lo, hi]: a superset of the time steps point n of the (unmasked) segments reads (lo > hi
+        when none). Positions are affine in t, so the extremes over a point's S sub-samples sit at
+        its first and last one; taps are floor(x) and floor(x) + 1, clipped to [0, T - 1]. Two
+        reductions per point, however many sub-samples."""
+        x_first, _ = _position(win_a, win_b, n, 0, S, NS)
+        x_last, _ = _position(win_a, win_b, n, S - 1, S, NS)
+        x_low = tl.minimum(x_first, x_last)
+        x_high = tl.maximum(x_first, x_last)
+        ok = mask_k & (x_low == x_low) & (x_high == x_high)  # NaN positions read nothing
+        # Clamp before the float-to-int cast (inf, 1e30). With no rows left, lo = T > hi = 0.
+        x_min = tl.minimum(tl.maximum(tl.min(tl.where(ok, x_low, float("inf"))), -2.0), (T + 1).to(tl.float32))
+        x_max = tl.minimum(tl.maximum(tl.max(tl.where(ok, x_high, -float("inf"))), -2.0), (T + 1).to(tl.float32))
+        # One step of slack on each side: rounding can never drop a tap.
+        lo = tl.maximum(tl.floor(x_min).to(tl.int32) - 1, 0)
+        hi = tl.minimum(tl.floor(x_max).to(tl.int32) + 2, T - 1)
+        return lo, hi
 
-        f_base points at one video's features stored (T, C) row-major; win_a / win_b are the
-        window ends. NaN wherever a position is NaN, as in the SoI op.
-        """
-        v = tl.zeros((BLOCK_K, BLOCK_C), dtype=tl.float32)
-        any_nan = win_a != win_a
+    @triton.jit
+    def _nan_rows(win_a, win_b, N, S, NS):
+        """Segments with a NaN sub-sample position (their scores are NaN, as in the reference)."""
+        rows = (win_a != win_a) | (win_b != win_b)
+        for n in range(N):
+            for s in range(S):
+                x, _ = _position(win_a, win_b, n, s, S, NS)
+                rows = rows | (x != x)
+        return rows
+
+    @triton.jit
+    def _point_matrix(win_a, win_b, context, offs_t, n, S, NS, T, PADDING: tl.constexpr, MODE: tl.constexpr,
+                      BLOCK_K: tl.constexpr, BLOCK_T: tl.constexpr):
+        """[BLOCK_K, BLOCK_T] float32, averaged over the S sub-samples of point n:
+        MODE 0: A_n[k, t], the weight with which the point reads step t;
+        MODE 1 / 2: d A_n[k, t] / d start (end) = slope times d position / d start (end)
+        (dposition_dstart / dposition_dend in segment_interp_common.h)."""
+        mat = tl.zeros((BLOCK_K, BLOCK_T), dtype=tl.float32)
         for s in range(S):
-            t = _sample_fraction(n * S + s, NS)
-            x = win_a + (win_b - win_a) * t
-            i0, i1, w0, w1, g0, g1, is_nan = _tap(x, T, PADDING)
-            f0 = tl.load(f_base + i0[:, None].to(tl.int64) * C + offs_c[None, :], mask=mask_kc, other=0.0)
-            f1 = tl.load(f_base + i1[:, None].to(tl.int64) * C + offs_c[None, :], mask=mask_kc, other=0.0)
-            v += w0[:, None] * f0.to(tl.float32) + w1[:, None] * f1.to(tl.float32)
-            any_nan = any_nan | is_nan
-        v = v / S
-        return tl.where(any_nan[:, None], float("nan"), v)
+            x, t = _position(win_a, win_b, n, s, S, NS)
+            i0, i1, w0, w1, g0, g1, is_nan = _taps(x, T, PADDING)
+            if MODE == 0:
+                c0 = w0
+                c1 = w1
+            else:
+                if MODE == 1:
+                    dpos = (1.0 + context) * (1.0 - t) - context * t
+                else:
+                    dpos = (1.0 + context) * t - context * (1.0 - t)
+                c0 = g0 * dpos
+                c1 = g1 * dpos
+            mat += tl.where(offs_t[None, :] == i0[:, None], c0[:, None], 0.0)
+            mat += tl.where(offs_t[None, :] == i1[:, None], c1[:, None], 0.0)
+        return mat / S
 
     @triton.jit
     def _mma(a, b, acc, PREC: tl.constexpr, UPCAST: tl.constexpr):
@@ -147,9 +164,10 @@ if AVAILABLE:
         return 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))  # exact gelu
 
     @triton.jit
-    def _load_window(seg_ptr, b, offs_k, mask_k, K, context):
-        """Start, end and window ends a = s - ctx (e - s), b = e + ctx (e - s) of segments offs_k."""
-        row = seg_ptr + (b * K + offs_k.to(tl.int64)) * 2
+    def _load_window(seg_ptr, row0, local, mask_k, context):
+        """Start, end and window ends a = s - ctx (e - s), b = e + ctx (e - s) of the segments in
+        rows row0 + local of the flattened (B * K, 2) segments."""
+        row = seg_ptr + row0 * 2 + local * 2
         start = tl.load(row, mask=mask_k, other=0.0)
         end = tl.load(row + 1, mask=mask_k, other=0.0)
         length = end - start
@@ -157,43 +175,46 @@ if AVAILABLE:
 
     @triton.jit
     def _fwd_kernel(
-        f_ptr, seg_ptr, w1_ptr, wc_ptr, b1_ptr, w2_ptr, b2_ptr, out_ptr, hid_ptr,
-        K, C, T, H, O, N, S, context, num_steps,
+        g_ptr, seg_ptr, wc_ptr, b1_ptr, w2_ptr, b2_ptr, out_ptr, hid_ptr,
+        K, T, H, O, N, S, context, num_steps,
         PADDING: tl.constexpr, NUM_COORD: tl.constexpr, ACTIVATION: tl.constexpr,
         SAVE_HIDDEN: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
-        BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_O: tl.constexpr,
+        BLOCK_K: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_O: tl.constexpr,
     ):
-        """out[b, k] = W2 act(W1 [SoI(b, k), phi(b, k)] + b1) + b2 for BLOCK_K segments of video b.
+        """out[b, k] = W2 act(sum_n A_n G[b, :, n] + Wc phi + b1) + b2 for BLOCK_K segments of video b.
 
-        f: (B, T, C); seg: (B, K, 2) float32; w1: (H, N, C) (W1's SoI columns, point-major);
-        wc: (H, NUM_COORD) float32; b1: (H,) float32; w2: (O, H); b2: (O,) float32;
-        out: (B, K, O); hid: (B, K, H) pre-activation, written when SAVE_HIDDEN. All contiguous.
+        g: (B, T, N, H) projected features; seg: (B, K, 2) float32; wc: (H, NUM_COORD) float32;
+        b1: (H,) float32; w2: (O, H); b2: (O,) float32; out: (B, K, O); hid: (B, K, H), the
+        pre-activation, written when SAVE_HIDDEN. All contiguous. Offsets inside one video or
+        tile are 32-bit (the launcher checks T N H < 2**31); per-video bases are 64-bit.
         """
-        pid_k = tl.program_id(0)
+        k0 = tl.program_id(0) * BLOCK_K
         b = tl.program_id(1).to(tl.int64)
-        offs_k = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
-        mask_k = offs_k < K
-        start, end, win_a, win_b = _load_window(seg_ptr, b, offs_k, mask_k, K, context)
-        f_base = f_ptr + b * T * C
-        row_k = b * K + offs_k.to(tl.int64)
+        local = tl.arange(0, BLOCK_K)
+        mask_k = k0 + local < K
+        row0 = b * K + k0
+        start, end, win_a, win_b = _load_window(seg_ptr, row0, local, mask_k, context)
+        g_video = g_ptr + b * T * N * H
         NS = N * S
         offs_o = tl.arange(0, BLOCK_O)
         mask_o = offs_o < O
-        dtype = w1_ptr.dtype.element_ty
+        dtype = g_ptr.dtype.element_ty
         out_acc = tl.zeros((BLOCK_K, BLOCK_O), dtype=tl.float32)
+        nan_rows = _nan_rows(win_a, win_b, N, S, NS)
         for h0 in range(0, H, BLOCK_H):
             offs_h = h0 + tl.arange(0, BLOCK_H)
             mask_h = offs_h < H
             acc = tl.zeros((BLOCK_K, BLOCK_H), dtype=tl.float32)
             for n in range(N):
-                for c0 in range(0, C, BLOCK_C):
-                    offs_c = c0 + tl.arange(0, BLOCK_C)
-                    mask_c = offs_c < C
-                    v = _interp_point(f_base, T, C, offs_c, mask_k[:, None] & mask_c[None, :], win_a, win_b,
-                                      n, S, NS, PADDING, BLOCK_K, BLOCK_C)
-                    w = tl.load(w1_ptr + offs_h[None, :] * (N * C) + n * C + offs_c[:, None],
-                                mask=mask_c[:, None] & mask_h[None, :], other=0.0)  # [BLOCK_C, BLOCK_H]
-                    acc = _mma(v.to(dtype), w, acc, PREC, UPCAST)
+                lo, hi = _point_range(win_a, win_b, mask_k, n, S, NS, T)
+                for t0 in range(lo, hi + 1, BLOCK_T):
+                    offs_t = t0 + tl.arange(0, BLOCK_T)
+                    a = _point_matrix(win_a, win_b, context, offs_t, n, S, NS, T, PADDING, 0, BLOCK_K, BLOCK_T)
+                    g = tl.load(g_video + (offs_t[:, None] * (N * H) + n * H + offs_h[None, :]),
+                                mask=(offs_t < T)[:, None] & mask_h[None, :], other=0.0)  # [BLOCK_T, BLOCK_H]
+                    acc = _mma(a.to(dtype), g, acc, PREC, UPCAST)
+            # A NaN position makes its SoI value, and so the whole hidden row, NaN (reference rule).
+            acc = tl.where(nan_rows[:, None], float("nan"), acc)
             # coordinate features phi(x), in float32 (coordinate_features in the reference)
             if NUM_COORD >= 2:
                 wc0 = tl.load(wc_ptr + offs_h * NUM_COORD, mask=mask_h, other=0.0)
@@ -205,147 +226,142 @@ if AVAILABLE:
             acc += tl.load(b1_ptr + offs_h, mask=mask_h, other=0.0)[None, :]
             hidden = acc.to(dtype)  # Linear1's output in the features' dtype, as in the reference
             if SAVE_HIDDEN:
-                tl.store(hid_ptr + row_k[:, None] * H + offs_h[None, :], hidden,
+                tl.store(hid_ptr + row0 * H + (local[:, None] * H + offs_h[None, :]), hidden,
                          mask=mask_k[:, None] & mask_h[None, :])
             act = _activate(hidden.to(tl.float32), ACTIVATION).to(dtype)
             w2t = tl.load(w2_ptr + offs_o[None, :] * H + offs_h[:, None],
                           mask=mask_h[:, None] & mask_o[None, :], other=0.0)  # [BLOCK_H, BLOCK_O]
             out_acc = _mma(act, w2t, out_acc, PREC, UPCAST)
         out_acc += tl.load(b2_ptr + offs_o, mask=mask_o, other=0.0)[None, :]
-        tl.store(out_ptr + row_k[:, None] * O + offs_o[None, :], out_acc.to(out_ptr.dtype.element_ty),
+        tl.store(out_ptr + row0 * O + (local[:, None] * O + offs_o[None, :]), out_acc.to(out_ptr.dtype.element_ty),
                  mask=mask_k[:, None] & mask_o[None, :])
 
     @triton.jit
-    def _bwd_input_kernel(
-        f_ptr, seg_ptr, w1_ptr, dh_ptr, df_ptr, dseg_ptr,
-        K, C, T, H, N, S, context,
-        PADDING: tl.constexpr, NEED_FEATURES: tl.constexpr, NEED_SEGMENTS: tl.constexpr,
-        PREC: tl.constexpr, UPCAST: tl.constexpr,
-        BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
+    def _bwd_projected_kernel(
+        seg_ptr, dh_ptr, dg_ptr,
+        K, T, H, N, S, context,
+        PADDING: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
+        BLOCK_K: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr,
     ):
-        """Gradients of the SoI columns for BLOCK_K segments of video b: dV = dh @ W1 per point
-        and channel tile, scattered into df (B, T, C) float32 (atomic adds) and contracted with
-        the interpolation slope into dseg (B, K, 2) float32 (the coordinate term comes later)."""
-        pid_k = tl.program_id(0)
+        """dG[b, t, n, h] = sum_k A_n[k, t] dh[b, k, h] for one (time tile, hidden tile) of
+        (video b, point n) = program_id(2) // N, % N. Segment tiles whose taps for point n miss
+        the time tile are skipped. dh: (B, K, H); dg: (B, T, N, H) float32, fully written."""
+        t_first = tl.program_id(0) * BLOCK_T
+        offs_t = t_first + tl.arange(0, BLOCK_T)
+        offs_h = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+        mask_h = offs_h < H
+        b = (tl.program_id(2) // N).to(tl.int64)
+        n = tl.program_id(2) % N
+        NS = N * S
+        dtype = dh_ptr.dtype.element_ty
+        local = tl.arange(0, BLOCK_K)
+        acc = tl.zeros((BLOCK_T, BLOCK_H), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            mask_k = k0 + local < K
+            row0 = b * K + k0
+            start, end, win_a, win_b = _load_window(seg_ptr, row0, local, mask_k, context)
+            lo, hi = _point_range(win_a, win_b, mask_k, n, S, NS, T)
+            if (lo < t_first + BLOCK_T) & (hi >= t_first):
+                a = _point_matrix(win_a, win_b, context, offs_t, n, S, NS, T, PADDING, 0, BLOCK_K, BLOCK_T)
+                dh = tl.load(dh_ptr + row0 * H + (local[:, None] * H + offs_h[None, :]),
+                             mask=mask_k[:, None] & mask_h[None, :], other=0.0)  # [BLOCK_K, BLOCK_H]
+                acc = _mma(tl.trans(a.to(dtype)), dh, acc, PREC, UPCAST)
+        tl.store(dg_ptr + b * T * N * H + (offs_t[:, None] * (N * H) + n * H + offs_h[None, :]), acc,
+                 mask=(offs_t < T)[:, None] & mask_h[None, :])
+
+    @triton.jit
+    def _bwd_segments_kernel(
+        g_ptr, seg_ptr, dh_ptr, dseg_ptr,
+        K, T, H, N, S, context,
+        PADDING: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
+        BLOCK_K: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr,
+    ):
+        """d start, d end of BLOCK_K segments of video b through the SoI term:
+        sum_n sum_t (dh G[b, t, n, :]) dA_n[k, t] / d start (end). dseg: (B, K, 2) float32 (the
+        coordinate-feature term is added by the caller)."""
+        k0 = tl.program_id(0) * BLOCK_K
         b = tl.program_id(1).to(tl.int64)
-        offs_k = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
-        mask_k = offs_k < K
-        start, end, win_a, win_b = _load_window(seg_ptr, b, offs_k, mask_k, K, context)
-        f_base = f_ptr + b * T * C
-        df_base = df_ptr + b * T * C
-        row_k = b * K + offs_k.to(tl.int64)
+        local = tl.arange(0, BLOCK_K)
+        mask_k = k0 + local < K
+        row0 = b * K + k0
+        start, end, win_a, win_b = _load_window(seg_ptr, row0, local, mask_k, context)
+        g_video = g_ptr + b * T * N * H
         NS = N * S
         d_start = tl.zeros((BLOCK_K,), dtype=tl.float32)
         d_end = tl.zeros((BLOCK_K,), dtype=tl.float32)
         for n in range(N):
-            for c0 in range(0, C, BLOCK_C):
-                offs_c = c0 + tl.arange(0, BLOCK_C)
-                mask_c = offs_c < C
-                mask_kc = mask_k[:, None] & mask_c[None, :]
-                dv = tl.zeros((BLOCK_K, BLOCK_C), dtype=tl.float32)
+            lo, hi = _point_range(win_a, win_b, mask_k, n, S, NS, T)
+            for t0 in range(lo, hi + 1, BLOCK_T):
+                offs_t = t0 + tl.arange(0, BLOCK_T)
+                mask_t = offs_t < T
+                d_read = tl.zeros((BLOCK_K, BLOCK_T), dtype=tl.float32)  # d score / d A_n[k, t]
                 for h0 in range(0, H, BLOCK_H):
                     offs_h = h0 + tl.arange(0, BLOCK_H)
                     mask_h = offs_h < H
-                    dh = tl.load(dh_ptr + row_k[:, None] * H + offs_h[None, :],
-                                 mask=mask_k[:, None] & mask_h[None, :], other=0.0)
-                    w = tl.load(w1_ptr + offs_h[:, None] * (N * C) + n * C + offs_c[None, :],
-                                mask=mask_h[:, None] & mask_c[None, :], other=0.0)  # [BLOCK_H, BLOCK_C]
-                    dv = _mma(dh, w, dv, PREC, UPCAST)
-                dv = dv / S  # each sub-sample carries 1/S of its point's gradient
-                for s in range(S):
-                    t = _sample_fraction(n * S + s, NS)
-                    x = win_a + (win_b - win_a) * t
-                    i0, i1, w0, w1, g0, g1, is_nan = _tap(x, T, PADDING)
-                    rows0 = i0[:, None].to(tl.int64) * C + offs_c[None, :]
-                    rows1 = i1[:, None].to(tl.int64) * C + offs_c[None, :]
-                    if NEED_FEATURES:
-                        # zero-weight taps (padding, NaN) are skipped: no traffic, no contention on F[0]
-                        tl.atomic_add(df_base + rows0, w0[:, None] * dv, mask=mask_kc & (w0 != 0.0)[:, None],
-                                      sem="relaxed")
-                        tl.atomic_add(df_base + rows1, w1[:, None] * dv, mask=mask_kc & (w1 != 0.0)[:, None],
-                                      sem="relaxed")
-                    if NEED_SEGMENTS:
-                        f0 = tl.load(f_base + rows0, mask=mask_kc, other=0.0).to(tl.float32)
-                        f1 = tl.load(f_base + rows1, mask=mask_kc, other=0.0).to(tl.float32)
-                        dx = tl.sum(dv * (g0[:, None] * f0 + g1[:, None] * f1), axis=1)
-                        # dx/ds and dx/de of x = a + (b - a) t (dposition_dstart / _dend in C++)
-                        d_start += dx * ((1.0 + context) * (1.0 - t) - context * t)
-                        d_end += dx * ((1.0 + context) * t - context * (1.0 - t))
-        if NEED_SEGMENTS:
-            tl.store(dseg_ptr + row_k * 2, d_start, mask=mask_k)
-            tl.store(dseg_ptr + row_k * 2 + 1, d_end, mask=mask_k)
+                    dh = tl.load(dh_ptr + row0 * H + (local[:, None] * H + offs_h[None, :]),
+                                 mask=mask_k[:, None] & mask_h[None, :], other=0.0)  # [BLOCK_K, BLOCK_H]
+                    g_t = tl.load(g_video + (offs_t[None, :] * (N * H) + n * H + offs_h[:, None]),
+                                  mask=mask_h[:, None] & mask_t[None, :], other=0.0)  # [BLOCK_H, BLOCK_T]
+                    d_read = _mma(dh, g_t, d_read, PREC, UPCAST)
+                da_ds = _point_matrix(win_a, win_b, context, offs_t, n, S, NS, T, PADDING, 1, BLOCK_K, BLOCK_T)
+                d_start += tl.sum(d_read * da_ds, axis=1)
+                da_de = _point_matrix(win_a, win_b, context, offs_t, n, S, NS, T, PADDING, 2, BLOCK_K, BLOCK_T)
+                d_end += tl.sum(d_read * da_de, axis=1)
+        tl.store(dseg_ptr + row0 * 2 + local * 2, d_start, mask=mask_k)
+        tl.store(dseg_ptr + row0 * 2 + local * 2 + 1, d_end, mask=mask_k)
 
-    @triton.jit
-    def _bwd_w1_kernel(
-        f_ptr, seg_ptr, dh_ptr, dw_ptr,
-        B, K, C, T, H, N, S, context,
-        PADDING: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
-        BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr,
-    ):
-        """dW1[h, n, c] += sum over segments of dh[., h] V[., c, n] for one (hidden, point,
-        channel) tile; axis 2 of the grid is N * splits, each split reducing over its share of
-        the B * cdiv(K, BLOCK_K) segment tiles. dw: (H, N, C) float32, zero-initialised."""
-        pid_h = tl.program_id(0)
-        pid_c = tl.program_id(1)
-        pid_z = tl.program_id(2)
-        n = pid_z % N
-        split = pid_z // N
-        num_splits = tl.num_programs(2) // N
-        k_tiles = tl.cdiv(K, BLOCK_K)
-        total = B * k_tiles
-        per_split = tl.cdiv(total, num_splits)
-        first = split * per_split
-        last = tl.minimum(first + per_split, total)
-        offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
-        mask_h = offs_h < H
-        offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-        mask_c = offs_c < C
-        NS = N * S
-        dtype = dh_ptr.dtype.element_ty
-        acc = tl.zeros((BLOCK_H, BLOCK_C), dtype=tl.float32)
-        for tile in range(first, last):
-            b = (tile // k_tiles).to(tl.int64)
-            offs_k = (tile % k_tiles) * BLOCK_K + tl.arange(0, BLOCK_K)
-            mask_k = offs_k < K
-            start, end, win_a, win_b = _load_window(seg_ptr, b, offs_k, mask_k, K, context)
-            v = _interp_point(f_ptr + b * T * C, T, C, offs_c, mask_k[:, None] & mask_c[None, :], win_a, win_b,
-                              n, S, NS, PADDING, BLOCK_K, BLOCK_C)
-            row_k = b * K + offs_k.to(tl.int64)
-            dht = tl.load(dh_ptr + row_k[None, :] * H + offs_h[:, None],
-                          mask=mask_h[:, None] & mask_k[None, :], other=0.0)  # [BLOCK_H, BLOCK_K]
-            acc = _mma(dht, v.to(dtype), acc, PREC, UPCAST)
-        tl.atomic_add(dw_ptr + offs_h[:, None] * (N * C) + n * C + offs_c[None, :], acc,
-                      mask=mask_h[:, None] & mask_c[None, :], sem="relaxed")
+    def _configs(entries):
+        return [triton.Config({"BLOCK_K": k, "BLOCK_T": t, "BLOCK_H": h}, num_warps=w, num_stages=st)
+                for k, t, h, w, st in entries]
+
+    # The autotuner times the candidates once per (T, H, N, S, O, dtypes).
+    _fwd_tuned = triton.autotune(_configs(FWD_CONFIGS), key=["T", "H", "N", "S", "O"])(_fwd_kernel)
+    _bwd_projected_tuned = triton.autotune(_configs(PROJECTED_CONFIGS), key=["T", "H", "N", "S"])(
+        _bwd_projected_kernel)
+    _bwd_segments_tuned = triton.autotune(_configs(SEGMENTS_CONFIGS), key=["T", "H", "N", "S"])(
+        _bwd_segments_kernel)
+
+# Interpreted (CPU) runs: the smallest tiles tl.dot allows, so the tiny CI shapes still span
+# several tiles along segments, time steps and hidden units.
+_INTERPRETER_BLOCKS = {"BLOCK_K": 16, "BLOCK_T": 16, "BLOCK_H": 16}
 
 
-def _launch_settings(dtype: torch.dtype, device: torch.device) -> dict:
-    """Matmul precision and block sizes. Interpreted runs use the smallest tiles tl.dot allows
-    (the CI shapes are tiny); GPU runs use tensor-core sized tiles."""
+def _launch(tuned, plain, grid, interpreted: bool, *args, **constexprs) -> None:
+    """Run a kernel: autotuned on a GPU, with the interpreter's fixed tiles on CPU tensors.
+    grid(meta) gives the launch grid for the chosen block sizes."""
+    if interpreted:
+        plain[grid(_INTERPRETER_BLOCKS)](*args, **constexprs, **_INTERPRETER_BLOCKS, num_warps=4, num_stages=1)
+    else:
+        tuned[grid](*args, **constexprs)
+
+
+def _precision(dtype: torch.dtype, device: torch.device) -> dict:
+    """tl.dot settings: TF32 for float32 only where torch's allow_tf32 flag says so; the
+    interpreter's bf16 workaround (see _mma)."""
     interpreted = device.type == "cpu"
-    if dtype == torch.float32 and not interpreted and torch.backends.cuda.matmul.allow_tf32:
-        prec = "tf32"  # the user allowed TF32 for float32 matmuls
-    elif dtype == torch.float32:
+    if dtype == torch.float32 and (interpreted or not torch.backends.cuda.matmul.allow_tf32):
         prec = "ieee"
     else:
-        prec = "tf32"  # ignored for 16-bit operands (Triton's default)
-    return {
-        "PREC": prec,
-        "UPCAST": interpreted and dtype == torch.bfloat16,
-        "interpreted": interpreted,
-    }
+        prec = "tf32"  # float32 where the user allowed TF32; ignored for 16-bit operands
+    return {"PREC": prec, "UPCAST": interpreted and dtype == torch.bfloat16}
 
 
-def _prepare(features, segments, w1, num_samples, coord_features):
-    """Contiguous kernel layouts: features time-major (B, T, C), W1's SoI columns point-major
-    (H, N, C), its coordinate columns (H, E) in float32."""
+def _projection_weights(w1: torch.Tensor, C: int, N: int) -> torch.Tensor:
+    """W1's SoI columns as (C, N * hidden): G = F^T @ this gives G[b, t, n, h] (row-major)."""
+    H = w1.shape[0]
+    return w1[:, : C * N].reshape(H, C, N).permute(1, 2, 0).reshape(C, N * H)
+
+
+def _project(features: torch.Tensor, w1: torch.Tensor, N: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """G (B, T, N, H) = sum_c F[b, c, t] W1[h, c N + n], contiguous, in the features' dtype (a
+    PyTorch matmul: float32 accumulation, TF32 as the user's torch flags say), and F as (B, T, C)."""
     B, C, T = features.shape
     H = w1.shape[0]
-    N = num_samples
-    f_tc = features.transpose(1, 2).contiguous()
-    w1_soi = w1[:, : C * N].reshape(H, C, N).transpose(1, 2).contiguous()
-    w1_coord = w1[:, C * N:].float().contiguous()
-    assert w1_coord.shape[1] == COORD_FEATURES[coord_features]
-    return f_tc, segments.contiguous(), w1_soi, w1_coord
+    if T * N * H >= 2**31:
+        raise ValueError(f"score_anchors: backend 'triton' needs T * num_samples * hidden < 2**31 per video, "
+                         f"got {T} * {N} * {H}")
+    f_tc = features.transpose(1, 2)
+    return torch.matmul(f_tc, _projection_weights(w1, C, N)).view(B, T, N, H), f_tc
 
 
 def _forward_impl(features, segments, w1, b1, w2, b2, num_samples, samples_per_point, context, padding,
@@ -353,30 +369,22 @@ def _forward_impl(features, segments, w1, b1, w2, b2, num_samples, samples_per_p
     B, C, T = features.shape
     K = segments.shape[1]
     H, O = w1.shape[0], w2.shape[0]
+    N = num_samples
     out = features.new_empty((B, K, O))
     hidden = features.new_empty((B, K, H) if save_hidden else (0,))
     if out.numel() == 0 and hidden.numel() == 0:
         return out, hidden
-    f_tc, seg, w1_soi, w1_coord = _prepare(features, segments, w1, num_samples, coord_features)
-    cfg = _launch_settings(features.dtype, features.device)
-    if cfg["interpreted"]:
-        blocks = dict(BLOCK_K=16, BLOCK_C=16, BLOCK_H=16, num_warps=4, num_stages=1)
-    else:
-        blocks = dict(BLOCK_K=64, BLOCK_C=_clamp_pow2(C, 16, 64), BLOCK_H=_clamp_pow2(H, 16, 256),
-                      num_warps=8, num_stages=2)
-    grid = (_cdiv(K, blocks["BLOCK_K"]), B)
-    _fwd_kernel[grid](
-        f_tc, seg, w1_soi, w1_coord, b1.float().contiguous(), w2.contiguous(), b2.float().contiguous(), out,
-        hidden, K, C, T, H, O, num_samples, samples_per_point, float(context), float(num_steps),
+    projected, _ = _project(features, w1, N)
+    w1_coord = w1[:, C * N:].float().contiguous()
+    _launch(
+        _fwd_tuned, _fwd_kernel, lambda meta: (_cdiv(K, meta["BLOCK_K"]), B), features.device.type == "cpu",
+        projected, segments.contiguous(), w1_coord, b1.float().contiguous(), w2.contiguous(),
+        b2.float().contiguous(), out, hidden, K, T, H, O, N, samples_per_point, float(context), float(num_steps),
         PADDING=PADDING_CODES[padding], NUM_COORD=COORD_FEATURES[coord_features],
-        ACTIVATION=ACTIVATION_CODES[activation], SAVE_HIDDEN=save_hidden, PREC=cfg["PREC"],
-        UPCAST=cfg["UPCAST"], BLOCK_O=_pow2_at_least(O, 16), **blocks,
+        ACTIVATION=ACTIVATION_CODES[activation], SAVE_HIDDEN=save_hidden, BLOCK_O=_pow2_at_least(O, 16),
+        **_precision(features.dtype, features.device),
     )
     return out, hidden
-
-
-def _clamp_pow2(x: int, lo: int, hi: int) -> int:
-    return min(_pow2_at_least(x, lo), hi)
 
 
 def _activation_backward(grad_act: torch.Tensor, hidden: torch.Tensor, activation: str) -> torch.Tensor:
@@ -386,6 +394,10 @@ def _activation_backward(grad_act: torch.Tensor, hidden: torch.Tensor, activatio
     return torch.ops.aten.gelu_backward(grad_act, hidden)
 
 
+def _activation_forward(x: torch.Tensor, activation: str) -> torch.Tensor:
+    return torch.relu(x) if activation == "relu" else torch.nn.functional.gelu(x)
+
+
 def _backward_impl(grad_out, hidden, features, segments, w1, w2, num_samples, samples_per_point, context,
                    padding, coord_features, activation, num_steps, need_features, need_segments, need_weights):
     B, C, T = features.shape
@@ -393,68 +405,53 @@ def _backward_impl(grad_out, hidden, features, segments, w1, w2, num_samples, sa
     H, O = w1.shape[0], w2.shape[0]
     N = num_samples
     dtype = features.dtype
-    grad_features = torch.zeros((B, T, C), dtype=torch.float32, device=features.device)
-    grad_segments = torch.zeros((B, K, 2), dtype=torch.float32, device=features.device)
+    device = features.device
+    interpreted = device.type == "cpu"
+    zeros = (torch.zeros_like(features, memory_format=torch.contiguous_format),
+             torch.zeros((B, K, 2), dtype=torch.float32, device=device), torch.zeros_like(w1), w1.new_zeros((H,)),
+             torch.zeros_like(w2), w2.new_zeros((O,)))
     if B * K == 0:
-        return (_channels_first(grad_features, dtype), grad_segments, torch.zeros_like(w1),
-                w1.new_zeros((H,)), torch.zeros_like(w2), w2.new_zeros((O,)))
-    # The (B, K, hidden)-sized part in PyTorch, in float32.
-    hidden32 = hidden.float()
-    grad_out32 = grad_out.float()
-    grad_hidden = _activation_backward(grad_out32 @ w2.float(), hidden32, activation)  # (B, K, H)
+        return zeros
+    grad_features, grad_segments, grad_w1, grad_b1, grad_w2, grad_b2 = zeros
+    # The (B, K, hidden)-sized part in PyTorch, in the features' dtype as autograd would do it
+    # for the reference (matmuls accumulate in float32): no float32 copies of (B, K, hidden).
+    grad_hidden = _activation_backward(grad_out @ w2, hidden, activation).contiguous()  # (B, K, H)
     phi = coordinate_features(segments, coord_features, num_steps)  # (B, K, E) float32
-    f_tc, seg, w1_soi, w1_coord = _prepare(features, segments, w1, N, coord_features)
-    dh = grad_hidden.to(dtype).contiguous()  # the kernels' matmul operand
-    cfg = _launch_settings(dtype, features.device)
-    common = dict(PADDING=PADDING_CODES[padding], PREC=cfg["PREC"], UPCAST=cfg["UPCAST"])
-    if cfg["interpreted"]:
-        blocks = dict(BLOCK_K=16, BLOCK_C=16, BLOCK_H=16, num_warps=4, num_stages=1)
-    else:
-        blocks = dict(BLOCK_K=64, BLOCK_C=_clamp_pow2(C, 16, 128), BLOCK_H=64, num_warps=8, num_stages=2)
-    if (need_features or need_segments) and C * N > 0:
-        _bwd_input_kernel[(_cdiv(K, blocks["BLOCK_K"]), B)](
-            f_tc, seg, w1_soi, dh, grad_features, grad_segments, K, C, T, H, N, samples_per_point, float(context),
-            NEED_FEATURES=need_features, NEED_SEGMENTS=need_segments, **common, **blocks,
+    seg = segments.contiguous()
+    common = dict(PADDING=PADDING_CODES[padding], **_precision(dtype, device))
+    projected, f_tc = _project(features, w1, N)
+    if need_features or need_weights:
+        grad_projected = torch.empty((B, T, N, H), dtype=torch.float32, device=device)
+        _launch(
+            _bwd_projected_tuned, _bwd_projected_kernel,
+            lambda meta: (_cdiv(T, meta["BLOCK_T"]), _cdiv(H, meta["BLOCK_H"]), B * N), interpreted,
+            seg, grad_hidden, grad_projected, K, T, H, N, samples_per_point, float(context), **common,
         )
-    if need_segments and phi.shape[-1] > 0:
-        grad_phi = grad_hidden @ w1_coord  # (B, K, E)
-        grad_segments += coordinate_features_backward(grad_phi, coord_features, num_steps)
-    if need_weights:
-        grad_w1_soi = torch.zeros((H, N, C), dtype=torch.float32, device=features.device)
-        if C * N * H > 0:
-            wblocks = dict(blocks, BLOCK_H=_clamp_pow2(H, 16, 128)) if not cfg["interpreted"] else blocks
-            h_tiles, c_tiles = _cdiv(H, wblocks["BLOCK_H"]), _cdiv(C, wblocks["BLOCK_C"])
-            tiles = B * _cdiv(K, wblocks["BLOCK_K"])
-            if cfg["interpreted"]:
-                splits = min(tiles, 2)  # exercises the split reduction on tiny CI shapes
-            else:
-                programs = h_tiles * c_tiles * N
-                sms = torch.cuda.get_device_properties(features.device).multi_processor_count
-                splits = max(1, min(tiles, _cdiv(4 * sms, programs)))
-            _bwd_w1_kernel[(h_tiles, c_tiles, N * splits)](
-                f_tc, seg, dh, grad_w1_soi, B, K, C, T, H, N, samples_per_point, float(context),
-                **common, **wblocks,
+        grad_projected = grad_projected.to(dtype).view(B, T, N * H)
+        w_proj = _projection_weights(w1, C, N)  # (C, N H)
+        if need_features:
+            grad_features = torch.matmul(grad_projected, w_proj.t()).transpose(1, 2).contiguous()
+        if need_weights:
+            grad_w_proj = torch.matmul(f_tc.reshape(B * T, C).t(), grad_projected.reshape(B * T, N * H))
+            grad_w1_soi = grad_w_proj.view(C, N, H).permute(2, 0, 1).reshape(H, C * N)
+            rows_h = grad_hidden.reshape(B * K, H)
+            grad_w1_coord = rows_h.t() @ phi.reshape(B * K, -1).to(dtype)
+            grad_w1 = torch.cat([grad_w1_soi, grad_w1_coord], dim=1)
+            grad_b1 = rows_h.sum(0, dtype=torch.float32).to(dtype)
+            rows_out = grad_out.reshape(B * K, O)
+            grad_w2 = rows_out.t() @ _activation_forward(hidden, activation).reshape(B * K, H)
+            grad_b2 = rows_out.sum(0, dtype=torch.float32).to(dtype)
+    if need_segments:
+        if N * H > 0:
+            _launch(
+                _bwd_segments_tuned, _bwd_segments_kernel, lambda meta: (_cdiv(K, meta["BLOCK_K"]), B), interpreted,
+                projected, seg, grad_hidden, grad_segments, K, T, H, N, samples_per_point, float(context), **common,
             )
-        grad_w1 = torch.cat(
-            [grad_w1_soi.transpose(1, 2).reshape(H, C * N), torch.einsum("bkh,bke->he", grad_hidden, phi)], dim=1
-        ).to(w1.dtype)
-        grad_b1 = grad_hidden.sum((0, 1)).to(w1.dtype)
-        act = _activation_forward(hidden32, activation).to(dtype).float()
-        grad_w2 = torch.einsum("bko,bkh->oh", grad_out32, act).to(w2.dtype)
-        grad_b2 = grad_out32.sum((0, 1)).to(w2.dtype)
-    else:
-        grad_w1, grad_b1 = torch.zeros_like(w1), w1.new_zeros((H,))
-        grad_w2, grad_b2 = torch.zeros_like(w2), w2.new_zeros((O,))
-    return (_channels_first(grad_features, dtype), grad_segments, grad_w1, grad_b1, grad_w2, grad_b2)
-
-
-def _channels_first(grad_tc: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(B, T, C) float32 accumulator -> contiguous (B, C, T) in the features' dtype."""
-    return grad_tc.transpose(1, 2).to(dtype).contiguous()
-
-
-def _activation_forward(x: torch.Tensor, activation: str) -> torch.Tensor:
-    return torch.relu(x) if activation == "relu" else torch.nn.functional.gelu(x)
+        if phi.shape[-1] > 0:
+            w1_coord = w1[:, C * N:]
+            grad_phi = (grad_hidden @ w1_coord).float()  # (B, K, E)
+            grad_segments += coordinate_features_backward(grad_phi, coord_features, num_steps)
+    return grad_features, grad_segments, grad_w1, grad_b1, grad_w2, grad_b2
 
 
 if AVAILABLE:

@@ -1,7 +1,139 @@
-"""Triton SoI (placeholder until the kernel lands)."""
+"""Triton backend of SoI: launchers and the torch.library operators around the kernels.
 
-AVAILABLE = False
+rcl_kernels::segment_interp_triton has the schema of rcl_kernels::segment_interp and is
+differentiable through rcl_kernels::segment_interp_triton_backward; both have fake kernels, so
+torch.compile(fullgraph=True) traces through them. The kernels themselves, and why they are laid
+out as they are, are in _segment_interp_kernels.py. They run on CUDA tensors, and on CPU tensors
+under TRITON_INTERPRET=1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from rcl_kernels._triton_support import TRITON_VERSION
+from rcl_kernels.ops import _segment_interp_glue as _glue
+from rcl_kernels.reference.segment_interp import accumulation_dtype as _accumulation_dtype
+
+AVAILABLE = TRITON_VERSION is not None
+
+if AVAILABLE:
+    import triton
+
+    from rcl_kernels.triton import _segment_interp_kernels as _kernels
+
+# Output tile of one program: BLOCK_N points (the contiguous output dimension) x BLOCK_C channels.
+_MAX_BLOCK_N = 64
+_TILE_ELEMENTS = 4096
 
 
-def segment_interp_triton(features, segments, num_samples, samples_per_point, context, padding):
-    raise NotImplementedError("the Triton SoI kernel is not written yet")
+def _block_sizes(C: int, N: int) -> tuple[int, int]:
+    block_n = min(triton.next_power_of_2(N), _MAX_BLOCK_N)
+    block_c = max(1, min(triton.next_power_of_2(C), _TILE_ELEMENTS // block_n))
+    return block_c, block_n
+
+
+def _launch_scope(device: torch.device):
+    # Triton launches on the current CUDA device; make it the tensors' device.
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _context_tensor(context: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # Passed as a tensor: Triton types Python float arguments as float32, too coarse for float64.
+    return torch.full((1,), context, dtype=dtype, device=device)
+
+
+def _check_launchable(features: torch.Tensor, padding: str) -> None:
+    if padding not in _kernels.PADDING_CODES:
+        raise ValueError(
+            f"segment_interp (triton): padding must be one of {tuple(_kernels.PADDING_CODES)}, got {padding!r}"
+        )
+    if features.shape[2] >= 2**31 - 1:
+        raise ValueError(f"segment_interp (triton): T = {features.shape[2]} is too long (must be < 2^31)")
+
+
+@torch.library.custom_op("rcl_kernels::segment_interp_triton", mutates_args=())
+def segment_interp_triton_op(
+    features: torch.Tensor,
+    segments: torch.Tensor,
+    num_samples: int,
+    samples_per_point: int,
+    context: float,
+    padding: str,
+) -> torch.Tensor:
+    B, C, T = features.shape
+    K = segments.shape[1]
+    N, S = num_samples, samples_per_point
+    out = torch.empty((B, K, C, N), dtype=features.dtype, device=features.device)
+    if out.numel() == 0:
+        return out
+    _check_launchable(features, padding)
+    acc = _accumulation_dtype(features)
+    seg = segments.to(acc)
+    block_c, block_n = _block_sizes(C, N)
+    with _launch_scope(features.device):
+        _kernels.segment_interp_forward_kernel[(B * K, triton.cdiv(C, block_c))](
+            features, seg, _context_tensor(context, acc, features.device), out,
+            C, T, K, N, S,
+            *features.stride(), *seg.stride(),
+            PADDING=_kernels.PADDING_CODES[padding], BLOCK_C=block_c, BLOCK_N=block_n,
+            num_warps=4, enable_fp_fusion=False,
+        )  # fmt: skip
+    return out
+
+
+@torch.library.custom_op("rcl_kernels::segment_interp_triton_backward", mutates_args=())
+def segment_interp_triton_backward_op(
+    grad_output: torch.Tensor,
+    features: torch.Tensor,
+    segments: torch.Tensor,
+    num_samples: int,
+    samples_per_point: int,
+    context: float,
+    padding: str,
+    need_features_grad: bool,
+    need_segments_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    B, C, T = features.shape
+    K = segments.shape[1]
+    N, S = num_samples, samples_per_point
+    acc = _accumulation_dtype(features)
+    grad_features = torch.zeros((B, C, T), dtype=acc, device=features.device)
+    grad_segments = torch.zeros((B, K, 2), dtype=acc, device=segments.device)
+    if grad_output.numel() > 0 and (need_features_grad or need_segments_grad):
+        _check_launchable(features, padding)
+        seg = segments.to(acc)
+        grad = grad_output.to(features.dtype)
+        block_c, block_n = _block_sizes(C, N)
+        with _launch_scope(features.device):
+            _kernels.segment_interp_backward_kernel[(B * K, triton.cdiv(C, block_c))](
+                grad, features, seg, _context_tensor(context, acc, features.device), grad_features, grad_segments,
+                C, T, K, N, S,
+                *grad.stride(), *features.stride(), *seg.stride(),
+                PADDING=_kernels.PADDING_CODES[padding],
+                NEED_FEATURES=need_features_grad, NEED_SEGMENTS=need_segments_grad,
+                BLOCK_C=block_c, BLOCK_N=block_n, num_warps=4, enable_fp_fusion=False,
+            )  # fmt: skip
+    return grad_features.to(features.dtype), grad_segments.to(segments.dtype)
+
+
+segment_interp_triton_op.register_fake(_glue.fake_forward)
+segment_interp_triton_backward_op.register_fake(_glue.fake_backward)
+segment_interp_triton_op.register_autograd(_glue.backward_formula(segment_interp_triton_backward_op),
+                                           setup_context=_glue.setup_context)
+
+
+def segment_interp_triton(
+    features: torch.Tensor,
+    segments: torch.Tensor,
+    num_samples: int,
+    samples_per_point: int,
+    context: float,
+    padding: str,
+) -> torch.Tensor:
+    """The Triton backend of rcl_kernels.segment_interp (arguments already validated there)."""
+    if not AVAILABLE:
+        raise RuntimeError("segment_interp: the triton backend needs the triton package")
+    return segment_interp_triton_op(features, segments, num_samples, samples_per_point, float(context), padding)
