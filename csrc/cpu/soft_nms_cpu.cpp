@@ -21,6 +21,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -28,8 +29,9 @@
 #include "soft_nms_checks.h"
 #include "soft_nms_common.h"
 
-// The decay and argmax passes are compiled for AVX2 as well as the baseline ISA and picked at load time
-// (GCC / clang function multi-versioning). "avx2" does not enable FMA, so nothing is contracted.
+// The decay and argmax passes are compiled for AVX-512, AVX2 and the baseline ISA, and the best
+// the CPU supports is picked at load time (GCC function multi-versioning); contraction stays off
+// in every clone (no FMA instruction appears in the library).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
 #define RCL_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -298,10 +300,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> soft_nms_
   int64_t* o_lab = lab_ptr != nullptr ? out_labels.mutable_data_ptr<int64_t>() : nullptr;
   int64_t* o_idx = out_indices.mutable_data_ptr<int64_t>();
   int64_t* o_cnt = out_counts.mutable_data_ptr<int64_t>();
-  at::parallel_for(0, V, 1, [&](int64_t begin, int64_t end) {
+  // Videos are handed out one at a time from a shared counter rather than in fixed slices:
+  // their costs differ (lengths, classes), and a thread that the OS preempts on a busy machine
+  // then holds up nothing but its current video.
+  std::atomic<int64_t> next_video{0};
+  const int64_t workers = std::min<int64_t>(V, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     VideoWork work;
     work.reserve(P);
-    for (int64_t v = begin; v < end; ++v) {
+    for (int64_t v = next_video.fetch_add(1, std::memory_order_relaxed); v < V;
+         v = next_video.fetch_add(1, std::memory_order_relaxed)) {
       const int64_t count = len_ptr != nullptr ? std::clamp<int64_t>(len_ptr[v], 0, P) : P;
       const VideoIn in{seg_ptr + v * P * 2, sc_ptr + v * P, lab_ptr != nullptr ? lab_ptr + v * P : nullptr, count};
       const VideoOut out{o_seg + v * top_k * 2, o_sc + v * top_k, o_lab != nullptr ? o_lab + v * top_k : nullptr,

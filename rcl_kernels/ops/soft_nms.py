@@ -141,8 +141,9 @@ def soft_nms(
 
     Numerics (identical on every backend, so all return the same indices and bit-identical
     scores): float32 arithmetic in a fixed order without fused multiply-adds; the Gaussian
-    weight uses a fixed float32 exp within 2 ulp of the true one (0 below exp(-86)); scores of
-    magnitude below FLT_MIN count as 0; min_score is compared after rounding to float32. NaN
+    weight uses a fixed float32 exp within 2 ulp of the true one (0 below exp(-86)); scores,
+    tIoUs and squared tIoUs of magnitude below FLT_MIN (subnormals) count as 0; min_score is
+    compared after rounding to float32. NaN
     scores are never selected; a segment with a NaN or infinite coordinate has tIoU 0 with
     every other (it is selected by score alone). Results for coordinates of magnitude below
     1e-37 (float32 subnormal differences) may differ on the GPU, which flushes subnormals.

@@ -62,7 +62,8 @@ def decayed_score(s: torch.Tensor, iou: torch.Tensor, method: str, neg_inv_sigma
     if method == "hard":
         return torch.zeros_like(s)
     if method == "gaussian":
-        weight = weight_exp((iou * iou) * neg_inv_sigma)
+        squared = iou * iou
+        weight = weight_exp(torch.where(squared >= FLT_MIN, squared, 0.0) * neg_inv_sigma)
     else:
         weight = 1.0 - iou
     return flush_score(s * weight)
@@ -143,7 +144,8 @@ def soft_nms_reference(
         start_b, end_b, len_b = start.gather(1, best_c), end.gather(1, best_c), length.gather(1, best_c)
         inter = torch.minimum(end_b, end) - torch.maximum(start_b, start)
         union = (len_b + length) - inter
-        iou = torch.where(inter > 0, inter / union, torch.zeros_like(inter))
+        quotient = inter / union
+        iou = torch.where((inter > 0) & (quotient >= FLT_MIN), quotient, 0.0)
         hit = ~torch.isnan(work) & (iou > threshold) & found[:, None]
         if width_gate:
             hit &= iou > (len_b * t2 + t1)
