@@ -54,7 +54,9 @@ def check_soft_nms_args(segments, scores, labels, lengths, method, sigma, iou_th
     batched = segments.dim() == 3
     want = "(V, P)" if batched else "(P,)"
     if not isinstance(scores, torch.Tensor) or scores.shape != segments.shape[:-1]:
-        raise ValueError(f"soft_nms: scores must have shape {want} = {tuple(segments.shape[:-1])}, got {_shape(scores)}")
+        raise ValueError(
+            f"soft_nms: scores must have shape {want} = {tuple(segments.shape[:-1])}, got {_shape(scores)}"
+        )
     for name, t in (("segments", segments), ("scores", scores)):
         if t.dtype not in _FLOAT_INPUTS:
             raise TypeError(f"soft_nms: {name} must be float32, float16 or bfloat16, got {t.dtype}")
