@@ -111,15 +111,16 @@ RCL_HOST_DEVICE bool finite_segment(float start, float end) {
 RCL_HOST_DEVICE float flush_score(float s) { return (s < FLT_MIN && s > -FLT_MIN) ? 0.f : s; }
 
 // tIoU = inter / (len_best + len_j - inter), 0 where the segments do not overlap (inter <= 0).
-// Where inter > 0 the union is >= inter, so the result lies in (0, 1] (NaN only when lengths
-// overflow to inf; NaN is never above a threshold, so such a pair is left alone).
+// Where inter > 0 the union is >= inter, so the quotient lies in (0, 1], or is NaN when lengths
+// overflow to inf. Quotients below FLT_MIN (subnormal, which the device would flush) and NaN
+// give 0: such a pair is left alone.
 RCL_HOST_DEVICE float tiou(float start_b, float end_b, float len_b, float start_j, float end_j) {
   const float lo = start_b > start_j ? start_b : start_j;
   const float hi = end_b < end_j ? end_b : end_j;
   const float inter = sub_rn(hi, lo);
   const float uni = sub_rn(add_rn(len_b, sub_rn(end_j, start_j)), inter);
   const float iou = div_rn(inter, uni);
-  return inter > 0.f ? iou : 0.f;
+  return (inter > 0.f && iou >= FLT_MIN) ? iou : 0.f;
 }
 
 // exp(x) for x <= 0, in float32 with a fixed sequence of operations: Cody-Waite reduction by
@@ -163,8 +164,13 @@ RCL_HOST_DEVICE float exp_nonpositive(float x) {
 template <Method kMethod>
 RCL_HOST_DEVICE float decayed_score(float score, float iou, float neg_inv_sigma) {
   if (kMethod == Method::Hard) return 0.f;
-  const float weight = kMethod == Method::Gaussian ? exp_nonpositive(mul_rn(mul_rn(iou, iou), neg_inv_sigma))
-                                                   : sub_rn(1.f, iou);
+  float weight;
+  if (kMethod == Method::Gaussian) {
+    const float squared = mul_rn(iou, iou);
+    weight = exp_nonpositive(mul_rn(squared >= FLT_MIN ? squared : 0.f, neg_inv_sigma));  // no subnormal
+  } else {
+    weight = sub_rn(1.f, iou);
+  }
   return flush_score(mul_rn(score, weight));
 }
 

@@ -21,19 +21,21 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <limits>
-#include <numeric>
 #include <vector>
 
 #include "soft_nms_checks.h"
 #include "soft_nms_common.h"
 
-// The decay pass is compiled for AVX2 as well as the baseline ISA and picked at load time
-// (GCC / clang function multi-versioning). "avx2" does not enable FMA, so nothing is contracted.
+// The decay and argmax passes are compiled for AVX-512, AVX2 and the baseline ISA, and the best
+// the CPU supports is picked at load time (GCC function multi-versioning); contraction stays off
+// in every clone (no FMA instruction appears in the library).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define RCL_DECAY_CLONES __attribute__((target_clones("avx2", "default")))
+#define RCL_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
-#define RCL_DECAY_CLONES
+#define RCL_SIMD_CLONES
 #endif
 
 namespace rcl_kernels {
@@ -58,7 +60,7 @@ inline void decay_loop(float* __restrict score, const float* __restrict start, c
 
 // Decay every candidate of [0, count) by the selected segment (start_b, end_b). Branch-free, so
 // the compiler vectorises it.
-RCL_DECAY_CLONES
+RCL_SIMD_CLONES
 void decay_range(float* score, const float* start, const float* end, int64_t count, float start_b, float end_b,
                  float len_b, float gate, const Params& p) {
   switch (p.method) {
@@ -141,23 +143,82 @@ int64_t pack_video(const VideoIn& in, const Params& p, VideoWork& w) {
   return groups;
 }
 
+// Position of the best selectable score in score[0, count) (input order: ties go to the lower
+// position; -1 if none), and how many entries can never be selected again.
+struct ScanResult {
+  int32_t best;
+  int32_t dead;
+};
+
+#if defined(__GNUC__) && !defined(__clang__)
+// Eight lanes with GCC vector extensions (AVX2 registers in the AVX2 clone, SSE pairs otherwise):
+// each lane keeps its first maximum, then the lanes are merged by (score, position).
+typedef float float8 __attribute__((vector_size(32)));
+typedef int32_t int8x32 __attribute__((vector_size(32)));
+
+RCL_SIMD_CLONES
+ScanResult scan_scores(const float* score, int32_t count, float min_score) {
+  const float dead_below = min_score > 0.f ? min_score : kNegInf;  // never_selectable, lane-wise
+  float8 best_score;
+  int8x32 best_pos, dead = {}, pos;
+  for (int k = 0; k < 8; ++k) {
+    best_score[k] = kNegInf;
+    best_pos[k] = -1;
+    pos[k] = k;
+  }
+  int32_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    float8 s;
+    std::memcpy(&s, score + i, sizeof(s));
+    const int8x32 take = (s >= min_score) & (s > best_score);
+    best_score = take ? s : best_score;
+    best_pos = take ? pos : best_pos;
+    dead -= ~(s >= dead_below);  // +1 where !(s >= dead_below), NaN included
+    pos += 8;
+  }
+  ScanResult r{-1, 0};
+  float r_score = kNegInf;
+  for (int k = 0; k < 8; ++k) {
+    r.dead += dead[k];
+    if (best_pos[k] >= 0 && better(best_score[k], best_pos[k], r_score, r.best)) {
+      r_score = best_score[k];
+      r.best = best_pos[k];
+    }
+  }
+  for (; i < count; ++i) {  // later positions than every lane's: strict > keeps ties on the lanes
+    const float s = score[i];
+    r.dead += never_selectable(s, min_score);
+    if (s >= min_score && s > r_score) {
+      r_score = s;
+      r.best = i;
+    }
+  }
+  return r;
+}
+#else
+ScanResult scan_scores(const float* score, int32_t count, float min_score) {
+  ScanResult r{-1, 0};
+  float r_score = kNegInf;
+  for (int32_t i = 0; i < count; ++i) {
+    const float s = score[i];
+    r.dead += never_selectable(s, min_score);
+    if (s >= min_score && s > r_score) {
+      r_score = s;
+      r.best = i;
+    }
+  }
+  return r;
+}
+#endif
+
 // Finds group g's best selectable candidate; packs the group tighter when over a quarter of it
 // can no longer be selected (keeping input order, so ties still go to the lower index).
 void refresh_group(int64_t g, const Params& p, VideoWork& w) {
   const int32_t b = w.group_begin[g];
   int32_t e = w.group_end[g];
-  int32_t best = -1;
-  float best_score = kNegInf;
-  int32_t dead = 0;
-  for (int32_t i = b; i < e; ++i) {
-    const float s = w.score[i];
-    dead += never_selectable(s, p.min_score);
-    if (s >= p.min_score && s > best_score) {  // input order inside a group: strict > keeps the lower index
-      best_score = s;
-      best = i;
-    }
-  }
-  if (dead > 8 && 4 * dead > e - b) {
+  const ScanResult scan = scan_scores(w.score.data() + b, e - b, p.min_score);
+  int32_t best = scan.best >= 0 ? b + scan.best : -1;
+  if (scan.dead > 8 && 4 * scan.dead > e - b) {
     int32_t out = b;
     for (int32_t i = b; i < e; ++i) {
       if (never_selectable(w.score[i], p.min_score)) continue;
@@ -239,10 +300,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> soft_nms_
   int64_t* o_lab = lab_ptr != nullptr ? out_labels.mutable_data_ptr<int64_t>() : nullptr;
   int64_t* o_idx = out_indices.mutable_data_ptr<int64_t>();
   int64_t* o_cnt = out_counts.mutable_data_ptr<int64_t>();
-  at::parallel_for(0, V, 1, [&](int64_t begin, int64_t end) {
+  // Videos are handed out one at a time from a shared counter rather than in fixed slices:
+  // their costs differ (lengths, classes), and a thread that the OS preempts on a busy machine
+  // then holds up nothing but its current video.
+  std::atomic<int64_t> next_video{0};
+  const int64_t workers = std::min<int64_t>(V, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     VideoWork work;
     work.reserve(P);
-    for (int64_t v = begin; v < end; ++v) {
+    for (int64_t v = next_video.fetch_add(1, std::memory_order_relaxed); v < V;
+         v = next_video.fetch_add(1, std::memory_order_relaxed)) {
       const int64_t count = len_ptr != nullptr ? std::clamp<int64_t>(len_ptr[v], 0, P) : P;
       const VideoIn in{seg_ptr + v * P * 2, sc_ptr + v * P, lab_ptr != nullptr ? lab_ptr + v * P : nullptr, count};
       const VideoOut out{o_seg + v * top_k * 2, o_sc + v * top_k, o_lab != nullptr ? o_lab + v * top_k : nullptr,

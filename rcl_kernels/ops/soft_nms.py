@@ -54,7 +54,9 @@ def check_soft_nms_args(segments, scores, labels, lengths, method, sigma, iou_th
     batched = segments.dim() == 3
     want = "(V, P)" if batched else "(P,)"
     if not isinstance(scores, torch.Tensor) or scores.shape != segments.shape[:-1]:
-        raise ValueError(f"soft_nms: scores must have shape {want} = {tuple(segments.shape[:-1])}, got {_shape(scores)}")
+        raise ValueError(
+            f"soft_nms: scores must have shape {want} = {tuple(segments.shape[:-1])}, got {_shape(scores)}"
+        )
     for name, t in (("segments", segments), ("scores", scores)):
         if t.dtype not in _FLOAT_INPUTS:
             raise TypeError(f"soft_nms: {name} must be float32, float16 or bfloat16, got {t.dtype}")
@@ -141,8 +143,9 @@ def soft_nms(
 
     Numerics (identical on every backend, so all return the same indices and bit-identical
     scores): float32 arithmetic in a fixed order without fused multiply-adds; the Gaussian
-    weight uses a fixed float32 exp within 2 ulp of the true one (0 below exp(-86)); scores of
-    magnitude below FLT_MIN count as 0; min_score is compared after rounding to float32. NaN
+    weight uses a fixed float32 exp within 2 ulp of the true one (0 below exp(-86)); scores,
+    tIoUs and squared tIoUs of magnitude below FLT_MIN (subnormals) count as 0; min_score is
+    compared after rounding to float32. NaN
     scores are never selected; a segment with a NaN or infinite coordinate has tIoU 0 with
     every other (it is selected by score alone). Results for coordinates of magnitude below
     1e-37 (float32 subnormal differences) may differ on the GPU, which flushes subnormals.

@@ -9,6 +9,8 @@ the C++ and CUDA kernels.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -55,11 +57,13 @@ def flush_score(s: torch.Tensor) -> torch.Tensor:
     return torch.where(s.abs() < FLT_MIN, torch.zeros_like(s), s)
 
 
-def decayed_score(s: torch.Tensor, iou: torch.Tensor, method: str, neg_inv_sigma: float) -> torch.Tensor:
+def decayed_score(s: torch.Tensor, iou: torch.Tensor, method: str, neg_inv_sigma: float,
+                  weight_exp: Callable[[torch.Tensor], torch.Tensor] = exp_nonpositive) -> torch.Tensor:
     if method == "hard":
         return torch.zeros_like(s)
     if method == "gaussian":
-        weight = exp_nonpositive((iou * iou) * neg_inv_sigma)
+        squared = iou * iou
+        weight = weight_exp(torch.where(squared >= FLT_MIN, squared, 0.0) * neg_inv_sigma)
     else:
         weight = 1.0 - iou
     return flush_score(s * weight)
@@ -78,11 +82,17 @@ def soft_nms_reference(
     width_gate: bool,
     gate_t1: float,
     gate_t2: float,
+    *,
+    weight_exp: Callable[[torch.Tensor], torch.Tensor] = exp_nonpositive,
 ):
     """Batched Soft-NMS with the arguments of torch.ops.rcl_kernels.soft_nms (float32 segments
     (V, P, 2) and scores (V, P), int64 labels (V, P) and lengths (V,) or None); returns
     (segments, scores, labels, indices, counts) like the kernels, labels an empty (0,) tensor
-    when labels is None."""
+    when labels is None.
+
+    weight_exp computes the Gaussian weight exp(x); the default is the kernels' bit-exact exp.
+    torch.exp gives the loop a user would write (the benchmark's baseline): the same rules, but
+    scores may differ in the last bit, and near-ties may then be broken differently."""
     if method not in METHODS:
         raise ValueError(f"soft_nms: method must be one of {METHODS}, got {method!r}")
     V, P = scores.shape
@@ -134,13 +144,14 @@ def soft_nms_reference(
         start_b, end_b, len_b = start.gather(1, best_c), end.gather(1, best_c), length.gather(1, best_c)
         inter = torch.minimum(end_b, end) - torch.maximum(start_b, start)
         union = (len_b + length) - inter
-        iou = torch.where(inter > 0, inter / union, torch.zeros_like(inter))
+        quotient = inter / union
+        iou = torch.where((inter > 0) & (quotient >= FLT_MIN), quotient, 0.0)
         hit = ~torch.isnan(work) & (iou > threshold) & found[:, None]
         if width_gate:
             hit &= iou > (len_b * t2 + t1)
         if labels is not None:
             hit &= labels == labels.gather(1, best_c)
-        work = torch.where(hit, decayed_score(work, iou, method, neg_inv_sigma), work)
+        work = torch.where(hit, decayed_score(work, iou, method, neg_inv_sigma, weight_exp), work)
 
     picked = out_indices.clamp(min=0)
     filled = out_indices >= 0
