@@ -430,7 +430,7 @@ def test_train_and_detect_commands_write_activitynet_json(tmp_path, capsys):
     assert metrics["protocol"] == "thumos14" and len(metrics["map"]) == 5 and len(metrics["by_length"]) == 4
     output = str(tmp_path / "det.json")
     assert main(["detect", "--checkpoint", os.path.join(out_dir, "last.pt"), "--output", output,
-                 "--kernels", "reference", "--top-k", "7"]) == 0
+                 "--kernels", "reference", "--top-k", "7", "--nms-min-score", "0"]) == 0
     payload = json.load(open(output))
     assert set(payload) >= {"version", "results", "external_data"}
     from rcl_kernels.data import synthetic
