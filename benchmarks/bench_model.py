@@ -84,26 +84,28 @@ def _train_batch(p: dict, device):
     return [t.to(device) for t in (features, mask, instances, labels)]
 
 
+def _time_train_step(model: RCL, batch: list, cfg: BenchConfig):
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5)
+    generator = torch.Generator(device=cfg.device)
+
+    def step():
+        generator.manual_seed(0)
+        with _autocast(cfg):
+            loss = model(*batch, generator=generator)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return try_measure(step, cfg)
+
+
 def _train_rows(name: str, p: dict, cfg: BenchConfig) -> list[dict]:
     rows = []
     batch = _train_batch(p, cfg.device)
     for impl, backend, ours in IMPLS:
-        model = _models(p["model"], cfg.device)[backend]
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5)
-        generator = torch.Generator(device=cfg.device)
-
-        def step():
-            generator.manual_seed(0)
-            with _autocast(cfg):
-                loss = model(*batch, generator=generator)["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-        timing, skipped = try_measure(step, cfg)
+        timing, skipped = _time_train_step(_models(p["model"], cfg.device)[backend], batch, cfg)
         rows.append(row(OP, name, impl, "train step", timing, ours=ours, skipped=skipped,
                         dtype="bfloat16" if cfg.is_cuda else "float32", batch=p["batch"]))
-        del model, optimizer
     return rows
 
 
@@ -153,12 +155,10 @@ def _inference_rows(name: str, p: dict, cfg: BenchConfig) -> list[dict]:
     videos = len({v for b in batches for v in b["video_id"]})
     for impl, backend, ours in IMPLS:
         model = models[backend].eval()
-
-        def infer():
-            run_inference(model, batches, cfg.device, top_k, lambda: _autocast(cfg))
-
         # Whole test sets: one warm-up pass (also fills caches) and few timed passes.
-        timing, skipped = try_measure(infer, cfg, reps=max(1, min(cfg.reps, 3)), warmup=1)
+        timing, skipped = try_measure(
+            lambda m=model: run_inference(m, batches, cfg.device, top_k, lambda: _autocast(cfg)),
+            cfg, reps=max(1, min(cfg.reps, 3)), warmup=1)
         rows.append(row(OP, name, impl, "inference", timing, ours=ours, skipped=skipped,
                         dtype="bfloat16" if cfg.is_cuda else "float32", videos=videos,
                         items=sum(len(b["video_id"]) for b in batches),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from rcl_kernels.models import RCL, ConfigError, ModelConfig, RunConfig, build_configs
+from rcl_kernels.models import RCL, ConfigError, ModelConfig, build_configs
 from rcl_kernels.models.boundary import boundary_targets
 from rcl_kernels.models.config import read_config_file
 from rcl_kernels.models.length_bins import map_by_length
@@ -344,7 +344,7 @@ def test_collector_converts_windows_to_seconds_and_applies_soft_nms():
     assert [d["score"] for d in dets] == sorted((d["score"] for d in dets), reverse=True)
     assert dets[0] == {"label": "a", "score": pytest.approx(0.9), "segment": [pytest.approx(2.0), pytest.approx(4.0)]}
     # the second window's (0, 4) starts at its own offset 5 s: (5, 7), class b
-    assert {"label": "b", "segment": (5.0, 7.0)} in [{"label": d["label"], "segment": tuple(d["segment"])} for d in dets]
+    assert ("b", (5.0, 7.0)) in [(d["label"], tuple(d["segment"])) for d in dets]
     # the near-duplicate of the best one is decayed by Soft-NMS, not kept at 0.8
     assert all(d["score"] < 0.8 - 1e-3 for d in dets[1:] if d["label"] == "a")
 
@@ -438,7 +438,7 @@ def test_train_and_detect_commands_write_activitynet_json(tmp_path, capsys):
     test = synthetic.thumos14("test", max_videos=2, max_steps=192, feature_dim=8)
     assert set(payload["results"]) == {v.video_id for v in test.videos}
     classes = set(test.classes)
-    for video, timeline in zip(test.videos, test.timelines):
+    for video in test.videos:
         dets = payload["results"][video.video_id]
         assert 0 < len(dets) <= 7
         scores = [d["score"] for d in dets]

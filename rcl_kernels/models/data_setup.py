@@ -30,7 +30,7 @@ class SplitData:
         return functools.partial(collate_videos, pad_to=self.pad_to)
 
     def seconds_per_step(self) -> dict[str, float]:
-        return {v.video_id: t.seconds_per_step for v, t in zip(self.videos.videos, self.videos.timelines)}
+        return {v.video_id: t.seconds_per_step for v, t in zip(self.videos.videos, self.videos.timelines, strict=True)}
 
 
 def _synthetic_kwargs(run: RunConfig) -> dict:
@@ -48,7 +48,8 @@ def load_videos(run: RunConfig, split: str) -> VideoDataset:
     name = run.train_split if split == "train" else run.effective_test_split
     try:
         if run.dataset == "thumos14-synthetic":
-            return synthetic.thumos14(name, max_videos=max_videos, max_steps=run.max_video_steps, **_synthetic_kwargs(run))
+            return synthetic.thumos14(name, max_videos=max_videos, max_steps=run.max_video_steps,
+                                      **_synthetic_kwargs(run))
         if run.dataset == "activitynet-synthetic":
             return synthetic.activitynet(name, temporal_scale=run.temporal_scale, max_videos=max_videos,
                                          **_synthetic_kwargs(run))

@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
         model, _ = model_from_checkpoint(args.checkpoint, device, backend=args.kernels)
         data = load_split(run_cfg, "test")
         if feature_dim_of(data) != model.config.feature_dim:
-            raise ConfigError(f"--checkpoint {args.checkpoint}: the model takes {model.config.feature_dim}-dim features "
-                              f"but the data has {feature_dim_of(data)} (check --feature-dim / --feature-dir)")
+            raise ConfigError(f"--checkpoint {args.checkpoint}: the model takes {model.config.feature_dim}-dim "
+                              f"features but the data has {feature_dim_of(data)} (check --feature-dim / --feature-dir)")
         if tuple(state["classes"]) != tuple(data.videos.classes):
             raise ConfigError(f"--checkpoint {args.checkpoint}: trained on {len(state['classes'])} classes that "
                               f"differ from the data's {len(data.videos.classes)}")
@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         if args.no_eval:
             results, seconds = detect(model, run_cfg, data, device)
             write_results_json(output, results)
-            print(f"{sum(map(len, results.values()))} detections of {len(results)} videos in {seconds:.1f} s -> {output}")
+            count = sum(map(len, results.values()))
+            print(f"{count} detections of {len(results)} videos in {seconds:.1f} s -> {output}")
             return 0
         evaluation = evaluate(model, run_cfg, data, device)
     except (ConfigError, FileNotFoundError, ValueError) as exc:

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     write_results_json(os.path.join(run_cfg.output_dir, "results.json"), evaluation.results)
     metrics = dict(evaluation.metrics, train_steps=result.steps, train_seconds=result.seconds,
-                   final_loss=sum(result.losses[-10:]) / max(1, len(result.losses[-10:])), final_terms=result.final_terms,
+                   final_loss=sum(result.losses[-10:]) / max(1, len(result.losses[-10:])),
+                   final_terms=result.final_terms,
                    model_config=result.model.config.to_dict(), run_config=run_cfg.to_dict())
     write_json(os.path.join(run_cfg.output_dir, "metrics.json"), metrics)
     print(metrics_table(metrics))

@@ -256,10 +256,12 @@ def train(model_cfg: ModelConfig, run: RunConfig, train_data: SplitData | None =
     for step, batch in enumerate(loader, start=start):
         features, mask, instances, labels = _batch_to(batch, device)
         with autocast(run, device):
-            terms = net(features, mask, instances, labels, generator=step_generator(run.seed, step, dist_info.rank, device))
+            generator = step_generator(run.seed, step, dist_info.rank, device)
+            terms = net(features, mask, instances, labels, generator=generator)
         loss = terms["loss"]
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"step {step}: loss is {loss.item()} ({ {k: float(v) for k, v in terms.items()} })")
+            values = {k: float(v) for k, v in terms.items()}
+            raise FloatingPointError(f"step {step}: loss is {loss.item()} ({values})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if run.grad_clip > 0:
@@ -280,7 +282,9 @@ def train(model_cfg: ModelConfig, run: RunConfig, train_data: SplitData | None =
     if dist_info.world > 1:
         dist.barrier()
     steps_done = run.max_steps if losses else start
-    final_terms = {k: sum(t[k] for t in recent_terms) / len(recent_terms) for k in recent_terms[0]} if recent_terms else {}
+    final_terms = {}
+    if recent_terms:
+        final_terms = {k: sum(t[k] for t in recent_terms) / len(recent_terms) for k in recent_terms[0]}
     return TrainResult(model, steps_done, seconds, losses, checkpoint_path if dist_info.main else None, final_terms)
 
 
@@ -356,7 +360,8 @@ def metrics_table(metrics: dict) -> str:
     """Markdown: mAP (%) per tIoU and average, then per length bin."""
     t = metrics["tiou_thresholds"]
     lines = ["| tIoU | " + " | ".join(f"{x:g}" for x in t) + " | avg |", "|---" * (len(t) + 2) + "|",
-             "| mAP | " + " | ".join(f"{100 * m:.2f}" for m in metrics["map"]) + f" | {100 * metrics['average_map']:.2f} |"]
+             "| mAP | " + " | ".join(f"{100 * m:.2f}" for m in metrics["map"])
+             + f" | {100 * metrics['average_map']:.2f} |"]
     for row in metrics.get("by_length", []):
         lines.append(f"| len {row['bin']} ({row['instances']}) | " + " | ".join(f"{100 * m:.2f}" for m in row["map"])
                      + f" | {100 * row['average_map']:.2f} |")
