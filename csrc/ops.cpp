@@ -13,10 +13,11 @@ TORCH_LIBRARY(rcl_kernels, m) {
       "int samples_per_point, float context, str padding, bool need_features_grad, "
       "bool need_segments_grad) -> (Tensor, Tensor)");
 
-  // Batched Soft-NMS (see rcl_kernels/ops/soft_nms.py). labels / lengths may be empty tensors
-  // meaning "absent"; gate_t1 < 0 disables the width gate.
+  // Batched Soft-NMS (see rcl_kernels/ops/soft_nms.py): returns (segments, scores, labels,
+  // indices, counts); labels is an empty (0,) tensor when no labels are given. The width gate
+  // applies only when width_gate is true.
   m.def(
-      "soft_nms(Tensor segments, Tensor scores, Tensor labels, Tensor lengths, str method, float sigma, "
-      "float iou_threshold, float min_score, int top_k, float gate_t1, float gate_t2) "
+      "soft_nms(Tensor segments, Tensor scores, Tensor? labels, Tensor? lengths, str method, float sigma, "
+      "float iou_threshold, float min_score, int top_k, bool width_gate, float gate_t1, float gate_t2) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }

@@ -1,0 +1,328 @@
+// Batched Soft-NMS on the CPU: videos in parallel (at::parallel_for), one greedy loop per video.
+//
+// Per video the live candidates are packed (structure of arrays) and, with labels, grouped by
+// label (stable, so input order is kept inside a group). A selection only decays its own
+// group, so a step costs one vectorised pass over that group plus a scan of the group maxima;
+// candidates that can no longer be selected are compacted away as they accumulate.
+
+// Bit-identical results with the CUDA kernel and the PyTorch reference need every float
+// operation rounded on its own: forbid multiply-add contraction for this file (x86-64 builds
+// have no FMA in their baseline ISA anyway; this matters on aarch64 and friends). GCC also
+// needs no-trapping-math to if-convert (and so vectorise) the decay pass; nothing here reads
+// the floating-point exception flags.
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off", "no-trapping-math")
+#endif
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "soft_nms_checks.h"
+#include "soft_nms_common.h"
+
+// The decay and argmax passes are compiled for AVX-512, AVX2 and the baseline ISA, and the best
+// the CPU supports is picked at load time (GCC function multi-versioning); contraction stays off
+// in every clone (no FMA instruction appears in the library).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define RCL_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define RCL_SIMD_CLONES
+#endif
+
+namespace rcl_kernels {
+namespace soft_nms {
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+template <Method kMethod>
+inline void decay_loop(float* __restrict score, const float* __restrict start, const float* __restrict end,
+                       int64_t count, float start_b, float end_b, float len_b, float gate, const Params& p) {
+  const float threshold = p.iou_threshold;
+  const float neg_inv_sigma = p.neg_inv_sigma;
+  for (int64_t i = 0; i < count; ++i) {
+    const float s = score[i];
+    const float iou = tiou(start_b, end_b, len_b, start[i], end[i]);
+    const float decayed = decayed_score<kMethod>(s, iou, neg_inv_sigma);
+    score[i] = decays(s, iou, threshold, gate) ? decayed : s;
+  }
+}
+
+// Decay every candidate of [0, count) by the selected segment (start_b, end_b). Branch-free, so
+// the compiler vectorises it.
+RCL_SIMD_CLONES
+void decay_range(float* score, const float* start, const float* end, int64_t count, float start_b, float end_b,
+                 float len_b, float gate, const Params& p) {
+  switch (p.method) {
+    case Method::Gaussian:
+      decay_loop<Method::Gaussian>(score, start, end, count, start_b, end_b, len_b, gate, p);
+      break;
+    case Method::Linear:
+      decay_loop<Method::Linear>(score, start, end, count, start_b, end_b, len_b, gate, p);
+      break;
+    case Method::Hard:
+      decay_loop<Method::Hard>(score, start, end, count, start_b, end_b, len_b, gate, p);
+      break;
+  }
+}
+
+// Reusable per-thread buffers for one video's live candidates, grouped by label.
+struct VideoWork {
+  std::vector<float> start, end, score;
+  std::vector<int32_t> index;  // input index of each packed candidate
+  std::vector<int32_t> order;  // scratch for the label sort
+  // Group g occupies [group_begin[g], group_end[g]); its best selectable candidate is at
+  // best_pos[g] (-1: none left).
+  std::vector<int32_t> group_begin, group_end, best_pos;
+
+  void reserve(int64_t P) {
+    start.resize(P);
+    end.resize(P);
+    score.resize(P);
+    index.resize(P);
+    order.resize(P);
+    group_begin.resize(P);
+    group_end.resize(P);
+    best_pos.resize(P);
+  }
+};
+
+struct VideoIn {
+  const float* segments;  // (P, 2)
+  const float* scores;    // (P,)
+  const int64_t* labels;  // (P,) or null
+  int64_t count;          // candidates [0, count) are real, the rest padding
+};
+
+struct VideoOut {
+  float* segments;  // (top_k, 2)
+  float* scores;    // (top_k,)
+  int64_t* labels;  // (top_k,) or null
+  int64_t* indices;  // (top_k,)
+  int64_t* count;
+};
+
+// Packs the candidates that may still be selected; returns the number of groups.
+int64_t pack_video(const VideoIn& in, const Params& p, VideoWork& w) {
+  int64_t live = 0;
+  for (int64_t j = 0; j < in.count; ++j) {
+    if (!never_selectable(flush_score(in.scores[j]), p.min_score)) w.order[live++] = static_cast<int32_t>(j);
+  }
+  if (in.labels != nullptr) {
+    std::stable_sort(w.order.begin(), w.order.begin() + live,
+                     [&](int32_t a, int32_t b) { return in.labels[a] < in.labels[b]; });
+  }
+  int64_t groups = 0;
+  for (int64_t k = 0; k < live; ++k) {
+    const int32_t j = w.order[k];
+    float s = in.segments[2 * j], e = in.segments[2 * j + 1];
+    if (!finite_segment(s, e)) {
+      s = 1.f;
+      e = 0.f;
+    }
+    w.start[k] = s;
+    w.end[k] = e;
+    w.score[k] = flush_score(in.scores[j]);
+    w.index[k] = j;
+    if (k == 0 || (in.labels != nullptr && in.labels[j] != in.labels[w.order[k - 1]])) {
+      if (groups > 0) w.group_end[groups - 1] = static_cast<int32_t>(k);
+      w.group_begin[groups++] = static_cast<int32_t>(k);
+    }
+  }
+  if (groups > 0) w.group_end[groups - 1] = static_cast<int32_t>(live);
+  return groups;
+}
+
+// Position of the best selectable score in score[0, count) (input order: ties go to the lower
+// position; -1 if none), and how many entries can never be selected again.
+struct ScanResult {
+  int32_t best;
+  int32_t dead;
+};
+
+#if defined(__GNUC__) && !defined(__clang__)
+// Eight lanes with GCC vector extensions (AVX2 registers in the AVX2 clone, SSE pairs otherwise):
+// each lane keeps its first maximum, then the lanes are merged by (score, position).
+typedef float float8 __attribute__((vector_size(32)));
+typedef int32_t int8x32 __attribute__((vector_size(32)));
+
+RCL_SIMD_CLONES
+ScanResult scan_scores(const float* score, int32_t count, float min_score) {
+  const float dead_below = min_score > 0.f ? min_score : kNegInf;  // never_selectable, lane-wise
+  float8 best_score;
+  int8x32 best_pos, dead = {}, pos;
+  for (int k = 0; k < 8; ++k) {
+    best_score[k] = kNegInf;
+    best_pos[k] = -1;
+    pos[k] = k;
+  }
+  int32_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    float8 s;
+    std::memcpy(&s, score + i, sizeof(s));
+    const int8x32 take = (s >= min_score) & (s > best_score);
+    best_score = take ? s : best_score;
+    best_pos = take ? pos : best_pos;
+    dead -= ~(s >= dead_below);  // +1 where !(s >= dead_below), NaN included
+    pos += 8;
+  }
+  ScanResult r{-1, 0};
+  float r_score = kNegInf;
+  for (int k = 0; k < 8; ++k) {
+    r.dead += dead[k];
+    if (best_pos[k] >= 0 && better(best_score[k], best_pos[k], r_score, r.best)) {
+      r_score = best_score[k];
+      r.best = best_pos[k];
+    }
+  }
+  for (; i < count; ++i) {  // later positions than every lane's: strict > keeps ties on the lanes
+    const float s = score[i];
+    r.dead += never_selectable(s, min_score);
+    if (s >= min_score && s > r_score) {
+      r_score = s;
+      r.best = i;
+    }
+  }
+  return r;
+}
+#else
+ScanResult scan_scores(const float* score, int32_t count, float min_score) {
+  ScanResult r{-1, 0};
+  float r_score = kNegInf;
+  for (int32_t i = 0; i < count; ++i) {
+    const float s = score[i];
+    r.dead += never_selectable(s, min_score);
+    if (s >= min_score && s > r_score) {
+      r_score = s;
+      r.best = i;
+    }
+  }
+  return r;
+}
+#endif
+
+// Finds group g's best selectable candidate; packs the group tighter when over a quarter of it
+// can no longer be selected (keeping input order, so ties still go to the lower index).
+void refresh_group(int64_t g, const Params& p, VideoWork& w) {
+  const int32_t b = w.group_begin[g];
+  int32_t e = w.group_end[g];
+  const ScanResult scan = scan_scores(w.score.data() + b, e - b, p.min_score);
+  int32_t best = scan.best >= 0 ? b + scan.best : -1;
+  if (scan.dead > 8 && 4 * scan.dead > e - b) {
+    int32_t out = b;
+    for (int32_t i = b; i < e; ++i) {
+      if (never_selectable(w.score[i], p.min_score)) continue;
+      if (i == best) best = out;
+      w.start[out] = w.start[i];
+      w.end[out] = w.end[i];
+      w.score[out] = w.score[i];
+      w.index[out] = w.index[i];
+      ++out;
+    }
+    e = out;
+    w.group_end[g] = e;
+  }
+  w.best_pos[g] = best;
+}
+
+void soft_nms_video(const VideoIn& in, const VideoOut& out, int64_t top_k, const Params& p, VideoWork& w) {
+  const int64_t groups = pack_video(in, p, w);
+  for (int64_t g = 0; g < groups; ++g) refresh_group(g, p, w);
+  int64_t t = 0;
+  for (; t < top_k; ++t) {
+    int64_t g_best = -1;
+    float s_best = kNegInf;
+    int64_t i_best = std::numeric_limits<int64_t>::max();
+    for (int64_t g = 0; g < groups; ++g) {
+      const int32_t pos = w.best_pos[g];
+      if (pos >= 0 && better(w.score[pos], w.index[pos], s_best, i_best)) {
+        g_best = g;
+        s_best = w.score[pos];
+        i_best = w.index[pos];
+      }
+    }
+    if (g_best < 0) break;
+    const int32_t pos = w.best_pos[g_best];
+    out.segments[2 * t] = in.segments[2 * i_best];
+    out.segments[2 * t + 1] = in.segments[2 * i_best + 1];
+    out.scores[t] = s_best;
+    out.indices[t] = i_best;
+    if (out.labels != nullptr) out.labels[t] = in.labels[i_best];
+    w.score[pos] = kNaN;  // selected: removed
+    const float start_b = w.start[pos], end_b = w.end[pos];
+    const float len_b = sub_rn(end_b, start_b);
+    const int32_t b = w.group_begin[g_best];
+    decay_range(w.score.data() + b, w.start.data() + b, w.end.data() + b, w.group_end[g_best] - b, start_b, end_b,
+                len_b, gate_threshold(p, len_b), p);
+    refresh_group(g_best, p, w);
+  }
+  *out.count = t;
+  for (int64_t k = t; k < top_k; ++k) {
+    out.segments[2 * k] = 0.f;
+    out.segments[2 * k + 1] = 0.f;
+    out.scores[k] = 0.f;
+    out.indices[k] = -1;
+    if (out.labels != nullptr) out.labels[k] = -1;
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> soft_nms_cpu(
+    const at::Tensor& segments, const at::Tensor& scores, const std::optional<at::Tensor>& labels,
+    const std::optional<at::Tensor>& lengths, c10::string_view method, double sigma, double iou_threshold,
+    double min_score, int64_t top_k, bool width_gate, double gate_t1, double gate_t2) {
+  const Params p = check_args(segments, scores, labels, lengths, std::string_view(method.data(), method.size()),
+                              sigma, iou_threshold, min_score, top_k, width_gate, gate_t1, gate_t2);
+  TORCH_CHECK(segments.device().is_cpu(), "soft_nms (cpu kernel): segments must be a CPU tensor");
+  auto outputs = allocate_outputs(segments, labels.has_value(), top_k);
+  auto& [out_segments, out_scores, out_labels, out_indices, out_counts] = outputs;
+  const int64_t V = segments.size(0), P = segments.size(1);
+  if (V == 0) return outputs;
+  const at::Tensor seg = segments.contiguous();
+  const at::Tensor sc = scores.contiguous();
+  const at::Tensor lab = labels.has_value() ? labels->contiguous() : at::Tensor();
+  const at::Tensor len = lengths.has_value() ? lengths->contiguous() : at::Tensor();
+  const float* seg_ptr = seg.const_data_ptr<float>();
+  const float* sc_ptr = sc.const_data_ptr<float>();
+  const int64_t* lab_ptr = lab.defined() ? lab.const_data_ptr<int64_t>() : nullptr;
+  const int64_t* len_ptr = len.defined() ? len.const_data_ptr<int64_t>() : nullptr;
+  float* o_seg = out_segments.mutable_data_ptr<float>();
+  float* o_sc = out_scores.mutable_data_ptr<float>();
+  int64_t* o_lab = lab_ptr != nullptr ? out_labels.mutable_data_ptr<int64_t>() : nullptr;
+  int64_t* o_idx = out_indices.mutable_data_ptr<int64_t>();
+  int64_t* o_cnt = out_counts.mutable_data_ptr<int64_t>();
+  // Videos are handed out one at a time from a shared counter rather than in fixed slices:
+  // their costs differ (lengths, classes), and a thread that the OS preempts on a busy machine
+  // then holds up nothing but its current video.
+  std::atomic<int64_t> next_video{0};
+  const int64_t workers = std::min<int64_t>(V, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    VideoWork work;
+    work.reserve(P);
+    for (int64_t v = next_video.fetch_add(1, std::memory_order_relaxed); v < V;
+         v = next_video.fetch_add(1, std::memory_order_relaxed)) {
+      const int64_t count = len_ptr != nullptr ? std::clamp<int64_t>(len_ptr[v], 0, P) : P;
+      const VideoIn in{seg_ptr + v * P * 2, sc_ptr + v * P, lab_ptr != nullptr ? lab_ptr + v * P : nullptr, count};
+      const VideoOut out{o_seg + v * top_k * 2, o_sc + v * top_k, o_lab != nullptr ? o_lab + v * top_k : nullptr,
+                         o_idx + v * top_k, o_cnt + v};
+      soft_nms_video(in, out, top_k, p, work);
+    }
+  });
+  return outputs;
+}
+
+}  // namespace
+}  // namespace soft_nms
+
+TORCH_LIBRARY_IMPL(rcl_kernels, CPU, m) { m.impl("soft_nms", &soft_nms::soft_nms_cpu); }
+
+}  // namespace rcl_kernels

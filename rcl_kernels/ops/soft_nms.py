@@ -1,0 +1,200 @@
+"""Batched Soft-NMS: the public op and its torch.library glue.
+
+The C++ operator rcl_kernels::soft_nms (CPU and CUDA kernels) gets its fake kernel here; the
+reference backend is plain PyTorch (rcl_kernels/reference/soft_nms.py). The op has no autograd
+formula: selection is discrete, so the outputs are not differentiable (inputs are detached).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from rcl_kernels._backends import OpBackends
+from rcl_kernels._extension import EXTENSION_LOADED
+from rcl_kernels.reference.soft_nms import METHODS, soft_nms_reference
+
+SOFT_NMS_BACKENDS = OpBackends(
+    op_name="soft_nms",
+    backends=("reference", "cpu", "cuda"),
+    auto_order={"cpu": ("cpu", "reference"), "cuda": ("cuda", "reference")},
+)
+
+# Coordinates and scores are processed in float32; half types are converted exactly.
+_FLOAT_INPUTS = (torch.float16, torch.bfloat16, torch.float32)
+_INT_TYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
+
+
+class SoftNMSResult(NamedTuple):
+    """Fixed-size results; entries beyond counts[v] are empty (score 0, segment (0, 0), index
+    and label -1)."""
+
+    segments: torch.Tensor  # (V, top_k, 2) float32, the selected input segments
+    scores: torch.Tensor  # (V, top_k) float32, the (decayed) score at selection
+    labels: torch.Tensor | None  # (V, top_k) int64, or None without labels
+    indices: torch.Tensor  # (V, top_k) int64 into the input's P axis
+    counts: torch.Tensor  # (V,) int64, number of selected candidates
+
+
+def _shape(x) -> str:
+    return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def _finite_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_soft_nms_args(segments, scores, labels, lengths, method, sigma, iou_threshold, min_score, top_k,
+                        width_gate) -> None:
+    """Raise an error naming the offending argument; never looks at tensor values (no sync)."""
+    if not isinstance(segments, torch.Tensor) or segments.dim() not in (2, 3) or segments.shape[-1] != 2:
+        raise ValueError(f"soft_nms: segments must have shape (V, P, 2) or (P, 2), got {_shape(segments)}")
+    batched = segments.dim() == 3
+    want = "(V, P)" if batched else "(P,)"
+    if not isinstance(scores, torch.Tensor) or scores.shape != segments.shape[:-1]:
+        raise ValueError(
+            f"soft_nms: scores must have shape {want} = {tuple(segments.shape[:-1])}, got {_shape(scores)}"
+        )
+    for name, t in (("segments", segments), ("scores", scores)):
+        if t.dtype not in _FLOAT_INPUTS:
+            raise TypeError(f"soft_nms: {name} must be float32, float16 or bfloat16, got {t.dtype}")
+    if scores.device != segments.device:
+        raise ValueError(f"soft_nms: scores is on {scores.device} but segments is on {segments.device}")
+    if labels is not None:
+        if not isinstance(labels, torch.Tensor) or labels.shape != scores.shape:
+            raise ValueError(f"soft_nms: labels must have shape {want} = {tuple(scores.shape)}, got {_shape(labels)}")
+        if labels.dtype not in _INT_TYPES:
+            raise TypeError(f"soft_nms: labels must be an integer tensor, got {labels.dtype}")
+        if labels.device != segments.device:
+            raise ValueError(f"soft_nms: labels is on {labels.device} but segments is on {segments.device}")
+    if lengths is not None:
+        if not batched:
+            raise ValueError("soft_nms: lengths is only accepted with batched (V, P, 2) segments")
+        if not isinstance(lengths, torch.Tensor) or lengths.shape != segments.shape[:1]:
+            raise ValueError(f"soft_nms: lengths must have shape (V,) = ({segments.shape[0]},), got {_shape(lengths)}")
+        if lengths.dtype not in _INT_TYPES:
+            raise TypeError(f"soft_nms: lengths must be an integer tensor, got {lengths.dtype}")
+        if lengths.device != segments.device:
+            raise ValueError(f"soft_nms: lengths is on {lengths.device} but segments is on {segments.device}")
+    if segments.shape[-2] >= 2**31:
+        raise ValueError(f"soft_nms: at most 2^31 - 1 candidates per video, got P = {segments.shape[-2]}")
+    if method not in METHODS:
+        raise ValueError(f"soft_nms: method must be one of {METHODS}, got {method!r}")
+    if not _finite_number(sigma) or sigma <= 0:
+        raise ValueError(f"soft_nms: sigma must be a finite number > 0, got {sigma!r}")
+    if not _finite_number(iou_threshold) or iou_threshold < 0:
+        raise ValueError(f"soft_nms: iou_threshold must be a finite number >= 0, got {iou_threshold!r}")
+    if not _finite_number(min_score):
+        raise ValueError(f"soft_nms: min_score must be a finite number, got {min_score!r}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"soft_nms: top_k must be an int >= 1, got {top_k!r}")
+    if width_gate is not None and (
+        not isinstance(width_gate, (tuple, list)) or len(width_gate) != 2 or not all(map(_finite_number, width_gate))
+    ):
+        raise ValueError(f"soft_nms: width_gate must be None or a pair of finite numbers (t1, t2), got {width_gate!r}")
+
+
+def soft_nms(
+    segments: torch.Tensor,
+    scores: torch.Tensor,
+    *,
+    labels: torch.Tensor | None = None,
+    lengths: torch.Tensor | None = None,
+    method: str = "gaussian",
+    sigma: float = 0.5,
+    iou_threshold: float = 0.0,
+    min_score: float = 0.001,
+    top_k: int = 100,
+    width_gate: tuple[float, float] | None = None,
+    backend: str = "auto",
+) -> SoftNMSResult:
+    """Soft-NMS of many videos at once: keep the top_k candidates of every video.
+
+    Args:
+        segments: (V, P, 2) (start, end) per candidate, float32 (float16 / bfloat16 are
+            converted exactly); or (P, 2) for one video, which gives unbatched results.
+        scores: (V, P) (or (P,)), same dtypes.
+        labels: optional (V, P) (or (P,)) integer class of each candidate: suppression then acts
+            only within a class, and the output is the merged sequence of all classes.
+        lengths: optional (V,) integers: candidates [lengths[v], P) of video v are padding.
+            Values are clamped to [0, P].
+        method: "gaussian" (s *= exp(-tIoU^2 / sigma)), "linear" (s *= 1 - tIoU) or "hard"
+            (s = 0).
+        sigma: Gaussian width, > 0 (checked for every method).
+        iou_threshold: decay only candidates with tIoU > iou_threshold (>= 0).
+        min_score: a candidate whose current score is below it is never selected.
+        top_k: selections per video (the outputs have top_k columns even when P is smaller).
+        width_gate: (t1, t2): additionally decay only where tIoU > t1 + t2 * (end_best -
+            start_best). BMN / BSN's rule "tIoU > low + (high - low) * width" is
+            width_gate=(low, high - low), with method="gaussian", sigma=alpha,
+            iou_threshold=0, min_score=0 (or below every score).
+        backend: "auto", "reference", "cpu" or "cuda" (see rcl_kernels.info()).
+
+    Per video: repeat until top_k are selected or none is selectable: select the highest
+    current score that is >= min_score (ties: the lowest input index), output it with that
+    score, remove it, and decay every remaining candidate of the same label (all, without
+    labels) with tIoU(best, j) > iou_threshold (and above the width gate). tIoU is
+    intersection / (len_best + len_j - intersection), len = end - start, and 0 where the
+    segments do not overlap (so zero-length, inverted or non-overlapping pairs never decay).
+    With non-negative scores the class-aware result equals running each class alone and
+    merging by score.
+
+    Numerics (identical on every backend, so all return the same indices and bit-identical
+    scores): float32 arithmetic in a fixed order without fused multiply-adds; the Gaussian
+    weight uses a fixed float32 exp within 2 ulp of the true one (0 below exp(-86)); scores,
+    tIoUs and squared tIoUs of magnitude below FLT_MIN (subnormals) count as 0; min_score is
+    compared after rounding to float32. NaN
+    scores are never selected; a segment with a NaN or infinite coordinate has tIoU 0 with
+    every other (it is selected by score alone). Results for coordinates of magnitude below
+    1e-37 (float32 subnormal differences) may differ on the GPU, which flushes subnormals.
+
+    Returns:
+        SoftNMSResult(segments (V, top_k, 2), scores (V, top_k), labels (V, top_k) or None,
+        indices (V, top_k), counts (V,)): fixed-size, float32 / int64, on the input's device;
+        entries beyond counts[v] hold score 0, segment (0, 0), index -1 and label -1. No host
+        synchronisation (the op can be captured in a CUDA graph and traced by torch.compile).
+        The outputs are not differentiable.
+    """
+    check_soft_nms_args(segments, scores, labels, lengths, method, sigma, iou_threshold, min_score, top_k, width_gate)
+    chosen = SOFT_NMS_BACKENDS.resolve(backend, segments.device)
+    batched = segments.dim() == 3
+    if not batched:
+        segments, scores = segments[None], scores[None]
+        labels = labels[None] if labels is not None else None
+    segments = segments.detach().to(torch.float32)
+    scores = scores.detach().to(torch.float32)
+    labels = labels.to(torch.int64) if labels is not None else None
+    lengths = lengths.to(torch.int64) if lengths is not None else None
+    gate_on = width_gate is not None
+    t1, t2 = (float(width_gate[0]), float(width_gate[1])) if gate_on else (0.0, 0.0)
+    args = (segments, scores, labels, lengths, method, float(sigma), float(iou_threshold), float(min_score), top_k,
+            gate_on, t1, t2)
+    if chosen == "reference":
+        out = soft_nms_reference(*args)
+    else:
+        out = torch.ops.rcl_kernels.soft_nms.default(*args)
+    seg, sc, lab, idx, cnt = out
+    result = SoftNMSResult(seg, sc, lab if labels is not None else None, idx, cnt)
+    if not batched:
+        result = SoftNMSResult(*(t[0] if t is not None else None for t in result))
+    return result
+
+
+def _fake_soft_nms(segments, scores, labels, lengths, method, sigma, iou_threshold, min_score, top_k, width_gate,
+                   gate_t1, gate_t2):
+    V = segments.shape[0]
+    f32 = dict(dtype=torch.float32)
+    i64 = dict(dtype=torch.int64)
+    return (
+        segments.new_empty((V, top_k, 2), **f32),
+        segments.new_empty((V, top_k), **f32),
+        segments.new_empty((V, top_k) if labels is not None else (0,), **i64),
+        segments.new_empty((V, top_k), **i64),
+        segments.new_empty((V,), **i64),
+    )
+
+
+if EXTENSION_LOADED:
+    torch.library.register_fake("rcl_kernels::soft_nms")(_fake_soft_nms)
