@@ -1,0 +1,177 @@
+"""End-to-end RCL: a training step and whole-test-set inference, fast kernels against the pure-PyTorch
+reference backend (the same model and weights, rcl_kernels.models.RCL backend="fast" / "reference").
+
+Rows (op "model"):
+  train_step_*   forward + backward + Adam step of one batch (bf16 autocast on the GPU)
+  inference_*    every item of a test set: scoring, refinement, boundary lookup, then Soft-NMS of
+                 all videos (batched) into the top detections; the features are collated in memory
+                 before timing, so data generation and loading are not timed.
+On the CPU (quick) the problems are the THUMOS14-structured small config on a subset; on the GPU
+the full THUMOS14 test set (212 videos, 128-step windows) and the 4,728 ActivityNet validation
+videos at T = 100 (random features: inference cost does not depend on their values).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import BenchConfig, row, standalone_main, try_measure  # noqa: E402
+
+from rcl_kernels.data.dataset import collate_videos  # noqa: E402
+from rcl_kernels.models import RCL, ModelConfig  # noqa: E402
+from rcl_kernels.models.postprocess import DetectionCollector  # noqa: E402
+
+OP = "model"
+IMPLS = (("RCL fast kernels", "fast", True), ("RCL reference (pure PyTorch)", "reference", False))
+
+
+def problems(quick: bool) -> dict:
+    """Model sizes and data of each problem."""
+    small = dict(feature_dim=64, hidden=64, encoder_stride=2, max_duration=32, num_samples=16, samples_per_point=2,
+                 scorer_hidden=128, num_classes=20)
+    anet = dict(feature_dim=400, hidden=256, encoder_stride=1, max_duration=100, num_samples=32, samples_per_point=3,
+                scorer_hidden=512, num_classes=200, refine_state=128, refine_train_segments=256, candidates=500)
+    if quick:
+        return {
+            "train_step_thumos_small": dict(model=small, batch=8, window=128),
+            "inference_thumos_small": dict(model=small, videos=6, max_steps=512, window=128, batch=16),
+        }
+    return {
+        "train_step_thumos_small": dict(model=small, batch=8, window=128),
+        "train_step_anet": dict(model=anet, batch=16, temporal_scale=100),
+        "inference_thumos_test": dict(model=small, videos=None, max_steps=None, window=128, batch=64),
+        "inference_anet_4728": dict(model=anet, videos=4728, temporal_scale=100, batch=128),
+    }
+
+
+def _autocast(cfg: BenchConfig):
+    if cfg.is_cuda:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _models(model_kw: dict, device) -> dict[str, RCL]:
+    torch.manual_seed(0)
+    fast = RCL(ModelConfig(**model_kw, backend="fast")).to(device)
+    reference = RCL(ModelConfig(**model_kw, backend="reference")).to(device)
+    reference.load_state_dict(fast.state_dict())
+    return {"fast": fast, "reference": reference}
+
+
+def _train_batch(p: dict, device):
+    """A batch with THUMOS14-like instances: 2 to 4 per item, 5 to 60 steps long."""
+    g = torch.Generator().manual_seed(0)
+    B, C = p["batch"], p["model"]["feature_dim"]
+    T = p.get("window") or p["temporal_scale"]
+    features = torch.randn(B, C, T, generator=g)
+    mask = torch.ones(B, T, dtype=torch.bool)
+    G = 4
+    length = 5 + torch.rand(B, G, generator=g) * min(55, T // 2)
+    start = torch.rand(B, G, generator=g) * (T - length)
+    instances = torch.stack([start, start + length], -1)
+    labels = torch.randint(0, p["model"]["num_classes"], (B, G), generator=g)
+    labels[:, 3] = -1
+    return [t.to(device) for t in (features, mask, instances, labels)]
+
+
+def _train_rows(name: str, p: dict, cfg: BenchConfig) -> list[dict]:
+    rows = []
+    batch = _train_batch(p, cfg.device)
+    for impl, backend, ours in IMPLS:
+        model = _models(p["model"], cfg.device)[backend]
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5)
+        generator = torch.Generator(device=cfg.device)
+
+        def step():
+            generator.manual_seed(0)
+            with _autocast(cfg):
+                loss = model(*batch, generator=generator)["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        timing, skipped = try_measure(step, cfg)
+        rows.append(row(OP, name, impl, "train step", timing, ours=ours, skipped=skipped,
+                        dtype="bfloat16" if cfg.is_cuda else "float32", batch=p["batch"]))
+        del model, optimizer
+    return rows
+
+
+def _test_batches(p: dict, cfg: BenchConfig) -> list[dict]:
+    """The collated batches of the test set, in memory."""
+    if "temporal_scale" in p:  # ActivityNet-sized: random features, one video per item
+        g = torch.Generator().manual_seed(1)
+        batches = []
+        for first in range(0, p["videos"], p["batch"]):
+            n = min(p["batch"], p["videos"] - first)
+            T, C = p["temporal_scale"], p["model"]["feature_dim"]
+            batches.append({"features": torch.randn(n, C, T, generator=g), "mask": torch.ones(n, T, dtype=torch.bool),
+                            "video_id": [f"v{first + i}" for i in range(n)],
+                            "time_offset": torch.zeros(n, dtype=torch.float64),
+                            "seconds_per_step": torch.ones(n, dtype=torch.float64),
+                            "duration": torch.full((n,), float(T), dtype=torch.float64)})
+        return batches
+    from rcl_kernels.data import synthetic
+    from rcl_kernels.data.windows import WindowedDataset
+
+    videos = synthetic.thumos14("test", feature_dim=p["model"]["feature_dim"], max_videos=p["videos"],
+                                max_steps=p["max_steps"], cache=True)
+    windows = WindowedDataset(videos, p["window"], p["window"] // 2)
+    items = [windows[i] for i in range(len(windows))]
+    return [collate_videos(items[i:i + p["batch"]], pad_to=p["window"]) for i in range(0, len(items), p["batch"])]
+
+
+def run_inference(model: RCL, batches: list[dict], device, top_k: int, autocast) -> int:
+    """Detections of every batch, merged per video by Soft-NMS; returns the number kept."""
+    collector = DetectionCollector()
+    with torch.no_grad():
+        for batch in batches:
+            with autocast():
+                candidates = model.detect(batch["features"].to(device, non_blocking=True),
+                                          batch["mask"].to(device, non_blocking=True))
+            collector.add(candidates, batch)
+    backend = "auto" if model.config.backend == "fast" else "reference"
+    results = collector.results([str(i) for i in range(model.config.num_classes)], top_k=top_k, backend=backend)
+    return sum(len(v) for v in results.values())
+
+
+def _inference_rows(name: str, p: dict, cfg: BenchConfig) -> list[dict]:
+    rows = []
+    batches = _test_batches(p, cfg)
+    models = _models(p["model"], cfg.device)
+    top_k = 100 if "temporal_scale" in p else 200
+    videos = len({v for b in batches for v in b["video_id"]})
+    for impl, backend, ours in IMPLS:
+        model = models[backend].eval()
+
+        def infer():
+            run_inference(model, batches, cfg.device, top_k, lambda: _autocast(cfg))
+
+        # Whole test sets: one warm-up pass (also fills caches) and few timed passes.
+        timing, skipped = try_measure(infer, cfg, reps=max(1, min(cfg.reps, 3)), warmup=1)
+        rows.append(row(OP, name, impl, "inference", timing, ours=ours, skipped=skipped,
+                        dtype="bfloat16" if cfg.is_cuda else "float32", videos=videos,
+                        items=sum(len(b["video_id"]) for b in batches),
+                        videos_per_s=(videos / (timing.ms / 1e3)) if timing else None))
+    return rows
+
+
+def run(cfg: BenchConfig) -> list[dict]:
+    rows = []
+    for name, p in problems(cfg.quick).items():
+        t0 = time.time()
+        rows += _train_rows(name, p, cfg) if name.startswith("train_step") else _inference_rows(name, p, cfg)
+        print(f"  {name}: {time.time() - t0:.0f} s", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    standalone_main("model", run, problems(False))

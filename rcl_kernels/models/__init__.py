@@ -1,0 +1,15 @@
+"""A minimal RCL detector built on the library's kernels (RCL, Wang et al., CVPR 2022).
+
+- config: ModelConfig / RunConfig, from flags or a `key = value` file.
+- rcl: the RCL model (and its "grid" variant), training losses and detection candidates.
+- encoder, boundary, sampling, targets, losses, refine: its parts.
+- postprocess: candidates -> Soft-NMS -> ActivityNet-format results in seconds.
+- length_bins: mAP per instance-length bin (DETAD-style sensitivity).
+- train_loop: training (seeded, resumable, AMP on GPU, DDP under torchrun) and evaluation.
+"""
+
+from rcl_kernels.models.config import GRID_PRESET, ConfigError, ModelConfig, RunConfig, build_configs
+from rcl_kernels.models.rcl import RCL, Candidates, build_model
+
+__all__ = ["GRID_PRESET", "RCL", "Candidates", "ConfigError", "ModelConfig", "RunConfig", "build_configs",
+           "build_model"]

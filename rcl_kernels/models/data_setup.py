@@ -1,0 +1,109 @@
+"""The datasets of a run (RunConfig): synthetic THUMOS14 / ActivityNet structure by default, real
+features in the ActionFormer, G-TAD or BSN layouts by path; windows over long videos; collate.
+
+Errors from the loaders (missing or malformed feature files, bad annotations) are re-raised with
+the flags that pointed at them.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from torch.utils.data import Dataset
+
+from rcl_kernels.data import synthetic
+from rcl_kernels.data.annotations import AnnotationError
+from rcl_kernels.data.dataset import VideoDataset, collate_videos
+from rcl_kernels.data.windows import WindowedDataset
+from rcl_kernels.models.config import ConfigError, RunConfig
+
+
+@dataclass
+class SplitData:
+    videos: VideoDataset  # whole videos: ground truth, timelines
+    items: Dataset  # what the model sees: windows or whole videos
+    pad_to: int | None  # collate length
+
+    @property
+    def collate(self):
+        return functools.partial(collate_videos, pad_to=self.pad_to)
+
+    def seconds_per_step(self) -> dict[str, float]:
+        return {v.video_id: t.seconds_per_step for v, t in zip(self.videos.videos, self.videos.timelines)}
+
+
+def _synthetic_kwargs(run: RunConfig) -> dict:
+    kw = {"feature_dim": run.feature_dim, "seed": run.data_seed, "cache": True}
+    if run.noise is not None:
+        kw["noise"] = run.noise
+    if run.boundary_sharpness is not None:
+        kw["boundary_sharpness"] = run.boundary_sharpness
+    return kw
+
+
+def load_videos(run: RunConfig, split: str) -> VideoDataset:
+    """The whole-video dataset of `split` ("train" or "test")."""
+    max_videos = run.max_train_videos if split == "train" else run.max_test_videos
+    name = run.train_split if split == "train" else run.test_split
+    try:
+        if run.dataset == "thumos14-synthetic":
+            return synthetic.thumos14(name, max_videos=max_videos, max_steps=run.max_video_steps, **_synthetic_kwargs(run))
+        if run.dataset == "activitynet-synthetic":
+            return synthetic.activitynet(name, temporal_scale=run.temporal_scale, max_videos=max_videos,
+                                         **_synthetic_kwargs(run))
+        if max_videos is not None:
+            raise ConfigError(f"--max-{split}-videos: only the synthetic datasets can be cut to their first videos")
+        return _real_videos(run, split)
+    except (FileNotFoundError, ValueError, AnnotationError, KeyError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise type(exc)(f"{_flags(run)}: {exc}") from exc
+
+
+def _flags(run: RunConfig) -> str:
+    if run.dataset.endswith("-synthetic"):
+        return f"--dataset {run.dataset}"
+    paths = f"--annotations {run.annotations} --feature-dir {run.feature_dir}"
+    return f"--dataset {run.dataset} {paths}" + (f" --video-info {run.video_info}" if run.video_info else "")
+
+
+def _real_videos(run: RunConfig, split: str) -> VideoDataset:
+    subset = run.train_subset if split == "train" else run.test_subset
+    if run.dataset == "actionformer":
+        from rcl_kernels.data.actionformer import actionformer_dataset
+
+        default = "Validation" if split == "train" else "Test"
+        return actionformer_dataset(run.annotations, run.feature_dir, subset or default, max_steps=run.max_video_steps)
+    if run.dataset == "gtad":
+        from rcl_kernels.data.gtad import gtad_thumos14_dataset
+
+        if subset:
+            raise ConfigError(f"--{split}-subset: the gtad layout takes one csv per split; pass it as --annotations")
+        return gtad_thumos14_dataset(run.annotations, run.feature_dir, max_steps=run.max_video_steps)
+    from rcl_kernels.data.bsn import bsn_dataset
+
+    default = "training" if split == "train" else "validation"
+    return bsn_dataset(run.annotations, run.video_info, run.feature_dir, subset or default,
+                       temporal_scale=run.temporal_scale)
+
+
+def load_split(run: RunConfig, split: str) -> SplitData:
+    """Videos and the items the model sees: windows of run.effective_window steps (training keeps
+    only windows with instances), or whole videos padded to the longest."""
+    videos = load_videos(run, split)
+    if len(videos) == 0:
+        raise ConfigError(f"{_flags(run)}: the {split} split has no videos")
+    window = run.effective_window
+    if window:
+        stride = run.window_stride or max(1, window // 2)
+        items = WindowedDataset(videos, window, stride, keep_empty=(split != "train"))
+        if len(items) == 0:
+            raise ConfigError(f"--window {window}: no {split} window holds an instance")
+        return SplitData(videos, items, window)
+    longest = max(t.num_steps for t in videos.timelines)
+    return SplitData(videos, videos, longest)
+
+
+def feature_dim_of(data: SplitData) -> int:
+    return int(data.items[0]["features"].shape[0])

@@ -1,0 +1,72 @@
+"""Losses of RCL's anchor outputs (Sec. 3.4 of the paper) and their building blocks.
+
+For a set of scored segments with targets (rcl_kernels.models.targets):
+  classification  balanced BCE of p1 against tIoU* > 0.7,
+  regression      lambda1 (10) x MSE of p2 against tIoU*, averaged per tIoU* band (> 0.7, 0.3-0.7,
+                  < 0.3) as BMN balances its samples, so the many empty cells do not swamp the rest,
+  offsets         lambda2 (1) x L1 between predicted offsets and (g* - x) / (x_e - x_s), where
+                  tIoU* >= offset_min_tiou (far from every instance the closest one is arbitrary),
+  class           cross-entropy of the class logits against g*'s class, where tIoU* >= class_min_tiou.
+Every average is over masked entries with the count clamped to 1, so no step synchronises with the
+host and an empty set contributes 0.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from rcl_kernels.models.targets import AnchorTargets
+
+# Output channels of the scorer and of each refinement step.
+P1, P2, OFFSETS, CLASSES = 0, 1, slice(2, 4), slice(4, None)
+NUM_ANCHOR_OUTPUTS = 4  # p1, p2, two offsets; the class logits follow
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def balanced_bce(logits: torch.Tensor, positive: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """0.5 (mean BCE over positives + mean BCE over negatives), over valid entries (BMN's weighting)."""
+    logits = logits.float()
+    target = positive.to(logits.dtype)
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return 0.5 * (_masked_mean(loss, valid & positive) + _masked_mean(loss, valid & ~positive))
+
+
+def banded_mse(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+               bands: tuple[float, float] = (0.3, 0.7)) -> torch.Tensor:
+    """MSE averaged within tIoU* bands (<= low, (low, high], > high), then over the non-empty bands."""
+    error = (prediction.float() - target.float()) ** 2
+    low, high = bands
+    masks = (valid & (target <= low), valid & (target > low) & (target <= high), valid & (target > high))
+    total = sum(_masked_mean(error, m) for m in masks)
+    nonempty = sum(m.any().to(error.dtype) for m in masks)
+    return total / nonempty.clamp(min=1)
+
+
+def anchor_losses(outputs: torch.Tensor, targets: AnchorTargets, valid: torch.Tensor, *, positive_tiou: float,
+                  offset_min_tiou: float, class_min_tiou: float, use_offsets: bool) -> dict[str, torch.Tensor]:
+    """Unweighted loss terms of outputs (B, K, 4 + classes) against targets over valid (B, K)."""
+    outputs = outputs.float()
+    tiou = targets.tiou
+    terms = {
+        "classification": balanced_bce(outputs[..., P1], tiou > positive_tiou, valid),
+        "regression": banded_mse(torch.sigmoid(outputs[..., P2]), tiou, valid),
+    }
+    near = valid & targets.has_instance & (tiou >= offset_min_tiou)
+    if use_offsets:
+        l1 = (outputs[..., OFFSETS] - targets.offsets.float()).abs().sum(dim=-1)
+        terms["offset"] = _masked_mean(l1, near)
+    else:
+        terms["offset"] = outputs.new_zeros(())
+    if outputs.shape[-1] > NUM_ANCHOR_OUTPUTS:
+        labelled = valid & targets.has_instance & (tiou >= class_min_tiou)
+        ce = F.cross_entropy(outputs[..., CLASSES].reshape(-1, outputs.shape[-1] - NUM_ANCHOR_OUTPUTS),
+                             targets.labels.clamp(min=0).reshape(-1), reduction="none").view_as(tiou)
+        terms["class"] = _masked_mean(ce, labelled)
+    else:
+        terms["class"] = outputs.new_zeros(())
+    return terms

@@ -1,0 +1,206 @@
+"""RCL: Recurrent Continuous Localization (Wang et al., CVPR 2022), a minimal faithful version.
+
+    features (B, C, T) -> Encoder -> F (B, H, T')            T' = T / encoder_stride
+    F -> BoundaryHead -> start / end probabilities          (BMN's TEM, kept by RCL)
+    continuous anchoring: AnchorScorer(F; x) for any real segment x = (x_s, x_e)
+        -> p1 (tIoU* > 0.7 classifier), p2 (tIoU* regressor), offsets (g* - x) / (x_e - x_s), class logits
+    RecurrentRefiner: M steps re-sampling F at the refined segments (GRU state per segment)
+
+Training (forward) scores the samples chosen by ModelConfig.sampling and returns the losses;
+inference (detect) scores a grid of resolution `inference_resolution` (below one step: the point of
+a continuous representation), keeps the best `candidates`, refines them for M steps and returns
+segments in input steps with score p1 p2 (x boundary probabilities) x class probability.
+
+The "grid" variant (ModelConfig variant="grid", config.GRID_PRESET) is the BMN-style baseline the
+paper compares against: integer grid cells only, no offsets, no refinement; everything else shared.
+
+`backend` ("fast" or "reference") picks the kernels of every op end to end: the AnchorScorer
+(score_anchors), the boundary-probability lookup (segment_interp), and Soft-NMS in postprocessing.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from rcl_kernels.models.boundary import BoundaryHead, boundary_loss, boundary_targets
+from rcl_kernels.models.config import ModelConfig
+from rcl_kernels.models.encoder import Encoder
+from rcl_kernels.models.losses import CLASSES, NUM_ANCHOR_OUTPUTS, OFFSETS, P1, P2, anchor_losses
+from rcl_kernels.models.refine import RecurrentRefiner, step_segments
+from rcl_kernels.models.sampling import grid_segments, training_samples
+from rcl_kernels.models.targets import anchor_targets, apply_offsets
+from rcl_kernels.nn.anchor_scorer import AnchorScorer
+from rcl_kernels.ops.segment_interp import segment_interp
+from rcl_kernels.ops.soft_nms import soft_nms
+
+# ModelConfig.backend -> the backend argument of each op.
+OP_BACKEND = {"fast": "auto", "reference": "reference"}
+
+# Training segments refined per video are drawn with this weight where tIoU* < offset_min_tiou
+# (1 elsewhere): refinement matters near instances, which is also where inference applies it.
+FAR_SEGMENT_WEIGHT = 0.05
+
+
+class Candidates(NamedTuple):
+    """Detections of a batch before Soft-NMS, in input steps of each item."""
+
+    segments: torch.Tensor  # (B, P, 2) float32
+    scores: torch.Tensor  # (B, P) float32
+    labels: torch.Tensor  # (B, P) int64
+    valid: torch.Tensor  # (B, P) bool
+
+
+class RCL(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        backend = OP_BACKEND[config.backend]
+        self.op_backend = backend
+        self.encoder = Encoder(config.feature_dim, config.hidden, config.encoder_stride)
+        self.boundary = BoundaryHead(config.hidden)
+        self.num_outputs = NUM_ANCHOR_OUTPUTS + config.num_classes
+        self.scorer = AnchorScorer(config.hidden, config.num_samples, config.scorer_hidden, self.num_outputs,
+                                   samples_per_point=config.samples_per_point, context=config.context,
+                                   padding="zeros", backend=backend)
+        self.refiner = None
+        if config.refine_steps > 0:
+            self.refiner = RecurrentRefiner(self.scorer, config.refine_state, config.refine_steps)
+
+    # -- shared pieces -------------------------------------------------------------------------
+
+    def encode(self, features: torch.Tensor, mask: torch.Tensor):
+        if features.dim() != 3 or features.shape[1] != self.config.feature_dim:
+            raise ValueError(f"RCL: features must have shape (B, feature_dim={self.config.feature_dim}, T), "
+                             f"got {tuple(features.shape)} (check --feature-dim against the data)")
+        encoded, step_mask = self.encoder(features, mask)
+        return encoded, self.boundary(encoded), step_mask
+
+    def score(self, encoded: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+        return self.scorer(encoded, segments, num_steps=encoded.shape[-1])
+
+    def _first_segments(self, anchors: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        """Stage-0 segments: the anchors moved by their predicted offsets (if offsets are on)."""
+        if not self.config.use_offsets:
+            return anchors
+        return apply_offsets(anchors, outputs[..., OFFSETS].float())
+
+    def _next_segments(self, segments: torch.Tensor, outputs: torch.Tensor, num_steps: int) -> torch.Tensor:
+        if not self.config.use_offsets:
+            return segments.detach()
+        return step_segments(segments, outputs[..., OFFSETS], num_steps)
+
+    # -- training ------------------------------------------------------------------------------
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, instances: torch.Tensor, labels: torch.Tensor,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Losses of a batch: features (B, C, T), mask (B, T), instances (B, G, 2) in input steps,
+        labels (B, G) (-1: padding). Returns {"loss": weighted total, and each term}."""
+        cfg = self.config
+        encoded, boundary_logits, step_mask = self.encode(features, mask)
+        T = encoded.shape[-1]
+        valid_instances = labels >= 0
+        instances = instances.float() / cfg.encoder_stride
+        lengths = step_mask.sum(dim=1)
+
+        terms = {"boundary": boundary_loss(boundary_logits.float(),
+                                           boundary_targets(instances, valid_instances, T, cfg.boundary_region),
+                                           step_mask)}
+        samples, sample_valid = training_samples(
+            cfg.sampling, T, cfg.max_duration, instances, valid_instances, jitter=cfg.random_jitter,
+            per_instance=cfg.sis_per_instance, spread=cfg.sis_spread, generator=generator)
+        sample_valid = sample_valid & (samples[..., 0] < lengths[:, None])  # not inside the padding
+        outputs = self.score(encoded, samples)
+        targets = anchor_targets(samples, instances, labels, valid_instances)
+        loss_kw = dict(positive_tiou=cfg.positive_tiou, offset_min_tiou=cfg.offset_min_tiou,
+                       class_min_tiou=cfg.class_min_tiou, use_offsets=cfg.use_offsets)
+        stage = anchor_losses(outputs, targets, sample_valid, **loss_kw)
+
+        if self.refiner is not None:
+            R = min(cfg.refine_train_segments, samples.shape[1])
+            near = targets.tiou >= cfg.offset_min_tiou
+            weight = torch.where(near, 1.0, FAR_SEGMENT_WEIGHT) * sample_valid + 1e-6
+            pick = torch.multinomial(weight, R, replacement=False, generator=generator)
+            start = self._next_segments(torch.gather(samples, 1, pick[..., None].expand(-1, -1, 2)),
+                                        torch.gather(outputs, 1, pick[..., None].expand(-1, -1, outputs.shape[-1])), T)
+            picked_valid = torch.gather(sample_valid, 1, pick)
+            M = cfg.refine_steps
+            for m, (x, y) in enumerate(self.refiner(self.scorer, encoded, start), start=1):
+                step_terms = anchor_losses(y, anchor_targets(x, instances, labels, valid_instances), picked_valid,
+                                           **loss_kw)
+                w = cfg.refine_alpha ** (M - m)
+                for key, value in step_terms.items():
+                    stage[key] = stage[key] + w * value
+        terms.update(stage)
+        weights = {"boundary": cfg.lambda_boundary, "classification": 1.0, "regression": cfg.lambda_regression,
+                   "offset": cfg.lambda_offset, "class": cfg.lambda_class}
+        terms["loss"] = sum(weights[k] * terms[k] for k in weights)
+        return terms
+
+    # -- inference -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def detect(self, features: torch.Tensor, mask: torch.Tensor) -> Candidates:
+        """Candidates of a batch (before Soft-NMS), in input steps."""
+        cfg = self.config
+        encoded, boundary_logits, step_mask = self.encode(features, mask)
+        B, _, T = encoded.shape
+        lengths = step_mask.sum(dim=1)
+        anchors = grid_segments(T, cfg.max_duration, cfg.inference_resolution, device=encoded.device)
+        anchors = anchors[None].expand(B, -1, -1).contiguous()
+        outputs = self.score(encoded, anchors)
+        inside = anchors[..., 0] < lengths[:, None]
+        confidence = torch.sigmoid(outputs[..., P1].float()) * torch.sigmoid(outputs[..., P2].float())
+        confidence = torch.where(inside, confidence, torch.zeros_like(confidence))
+        # Keep `candidates` diverse segments per item: Soft-NMS of the stage-0 segments (regressed
+        # when offsets are on), so the budget is not spent on near-copies of the strongest instance.
+        P = min(cfg.candidates, anchors.shape[1])
+        kept = soft_nms(self._first_segments(anchors, outputs), confidence, method="gaussian",
+                        sigma=cfg.candidate_nms_sigma, min_score=0.0, top_k=P, backend=self.op_backend)
+        top = kept.indices.clamp(min=0)
+        valid = (kept.indices >= 0) & torch.gather(inside, 1, top)
+        segments = torch.gather(anchors, 1, top[..., None].expand(-1, -1, 2))
+        outputs = torch.gather(outputs, 1, top[..., None].expand(-1, -1, outputs.shape[-1]))
+
+        if self.refiner is not None:
+            segments, outputs = self.refiner(self.scorer, encoded, self._next_segments(segments, outputs, T))[-1]
+        final = apply_offsets(segments.float(), outputs[..., OFFSETS].float()) if cfg.use_offsets else segments.float()
+        final = torch.stack([final.min(dim=-1).values, final.max(dim=-1).values], dim=-1)
+        # The grid's domain [0, length] (cells end at most at the length, as grid_segments builds them).
+        final = torch.minimum(final.clamp(min=0), lengths[:, None, None].to(final.dtype))
+        score = torch.sigmoid(outputs[..., P1].float()) * torch.sigmoid(outputs[..., P2].float())
+        if cfg.use_boundary_score:
+            score = score * self.boundary_probability(torch.sigmoid(boundary_logits.float()), final)
+        class_prob, labels = self.class_probabilities(outputs)
+        k = class_prob.shape[-1]
+        score = (score[..., None] * class_prob).reshape(B, P * k)
+        final = (final[:, :, None, :].expand(B, P, k, 2) * cfg.encoder_stride).reshape(B, P * k, 2)
+        valid = valid[..., None].expand(B, P, k).reshape(B, P * k) & (final[..., 1] > final[..., 0])
+        return Candidates(final.contiguous(), score, labels.reshape(B, P * k), valid)
+
+    def boundary_probability(self, probabilities: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+        """start_prob(x_s) * end_prob(x_e), probabilities (B, 2, T) linearly interpolated at
+        continuous positions (segment_interp with one point at a zero-length segment)."""
+        points = [torch.stack([segments[..., i], segments[..., i]], dim=-1).contiguous() for i in (0, 1)]
+        start = segment_interp(probabilities[:, 0:1], points[0], 1, padding="border", backend=self.op_backend)
+        end = segment_interp(probabilities[:, 1:2], points[1], 1, padding="border", backend=self.op_backend)
+        return start[:, :, 0, 0] * end[:, :, 0, 0]
+
+    def class_probabilities(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The top classes_per_segment class probabilities and labels, (B, P, k) each."""
+        probs = torch.softmax(outputs[..., CLASSES].float(), dim=-1)
+        k = min(self.config.classes_per_segment, probs.shape[-1])
+        values, labels = probs.topk(k, dim=-1)
+        return values, labels
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"variant={c.variant!r}, sampling={c.sampling}, refine_steps={c.refine_steps}, "
+                f"inference_resolution={c.inference_resolution}, backend={c.backend!r}")
+
+
+def build_model(config: ModelConfig) -> RCL:
+    return RCL(config)
