@@ -17,8 +17,7 @@ __all__ = ["__version__", "AnchorScorer", "info", "score_anchors", "segment_inte
 
 def __getattr__(name):
     # Pure-Python subpackages load on first use (rcl_kernels.evaluation, rcl_kernels.data,
-    # rcl_kernels.models), so
-    # `import rcl_kernels` does not pay for them.
+    # rcl_kernels.models), so `import rcl_kernels` does not pay for them.
     if name in ("data", "evaluation", "models"):
         import importlib
 
