@@ -38,11 +38,13 @@ class DetectionCollector:
             self.labels.setdefault(video, []).append(labels[b][keep])
             self.durations[video] = float(batch["duration"][b])
 
-    def results(self, classes: Sequence[str], *, top_k: int, sigma: float = 0.5, backend: str = "auto",
+    def results(self, classes: Sequence[str], *, top_k: int, sigma: float = 0.5, min_score: float = 0.0,
+                backend: str = "auto",
                 class_agnostic: bool = False, video_ids: Sequence[str] | None = None) -> dict[str, list[dict]]:
         """{video_id: [{"label", "score", "segment": [start, end] seconds}]}, best first.
 
-        Soft-NMS: Gaussian decay (sigma), class-aware (class_agnostic: one class, "action");
+        Soft-NMS: Gaussian decay (sigma), class-aware (class_agnostic: one class, "action"); a
+        candidate whose decayed score falls below min_score is dropped;
         segments are clipped to [0, duration]. Videos in video_ids without candidates get [].
         """
         videos = list(self.segments)
@@ -62,7 +64,7 @@ class DetectionCollector:
                 score[i, :n] = torch.cat(self.scores[v])
                 label[i, :n] = 0 if class_agnostic else torch.cat(self.labels[v])
         kept = soft_nms(seg, score, labels=label, lengths=torch.tensor(counts), method="gaussian", sigma=sigma,
-                        min_score=0.0, top_k=top_k, backend=backend)
+                        min_score=min_score, top_k=top_k, backend=backend)
         names = ("action",) if class_agnostic else tuple(classes)
         for i, v in enumerate(videos):
             n = int(kept.counts[i])

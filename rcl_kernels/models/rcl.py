@@ -66,6 +66,14 @@ class RCL(nn.Module):
         self.scorer = AnchorScorer(config.hidden, config.num_samples, config.scorer_hidden, self.num_outputs,
                                    samples_per_point=config.samples_per_point, context=config.context,
                                    padding="zeros", backend=backend)
+        # Offsets from their own scorer: sharing one hidden layer with the confidences and classes,
+        # the offset rows lose the competition for it (measured: offset L1 stays near the
+        # zero-offset baseline), while a dedicated one learns them (docs/model_results.md).
+        self.regressor = None
+        if config.offset_head == "separate" and config.use_offsets:
+            self.regressor = AnchorScorer(config.hidden, config.num_samples, config.scorer_hidden, 2,
+                                          samples_per_point=config.samples_per_point, context=config.context,
+                                          padding="zeros", backend=backend)
         self.refiner = None
         if config.refine_steps > 0:
             self.refiner = RecurrentRefiner(self.scorer, config.refine_state, config.refine_steps)
@@ -80,7 +88,8 @@ class RCL(nn.Module):
         return encoded, self.boundary(encoded), step_mask
 
     def score(self, encoded: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
-        return self.scorer(encoded, segments, num_steps=encoded.shape[-1])
+        """(B, K, 4 + classes): p1, p2 logits, offsets, class logits of segments (B, K, 2)."""
+        return score_segments(self.scorer, self.regressor, encoded, segments)
 
     def _first_segments(self, anchors: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
         """Stage-0 segments: the anchors moved by their predicted offsets (if offsets are on)."""
@@ -128,7 +137,7 @@ class RCL(nn.Module):
                                         torch.gather(outputs, 1, pick[..., None].expand(-1, -1, outputs.shape[-1])), T)
             picked_valid = torch.gather(sample_valid, 1, pick)
             M = cfg.refine_steps
-            for m, (x, y) in enumerate(self.refiner(self.scorer, encoded, start), start=1):
+            for m, (x, y) in enumerate(self.refiner(self.score, encoded, start), start=1):
                 step_terms = anchor_losses(y, anchor_targets(x, instances, labels, valid_instances), picked_valid,
                                            **loss_kw)
                 w = cfg.refine_alpha ** (M - m)
@@ -166,7 +175,7 @@ class RCL(nn.Module):
         outputs = torch.gather(outputs, 1, top[..., None].expand(-1, -1, outputs.shape[-1]))
 
         if self.refiner is not None:
-            segments, outputs = self.refiner(self.scorer, encoded, self._next_segments(segments, outputs, T))[-1]
+            segments, outputs = self.refiner(self.score, encoded, self._next_segments(segments, outputs, T))[-1]
         final = apply_offsets(segments.float(), outputs[..., OFFSETS].float()) if cfg.use_offsets else segments.float()
         final = torch.stack([final.min(dim=-1).values, final.max(dim=-1).values], dim=-1)
         # The grid's domain [0, length] (cells end at most at the length, as grid_segments builds them).
@@ -200,6 +209,15 @@ class RCL(nn.Module):
         c = self.config
         return (f"variant={c.variant!r}, sampling={c.sampling}, refine_steps={c.refine_steps}, "
                 f"inference_resolution={c.inference_resolution}, backend={c.backend!r}")
+
+
+def score_segments(scorer: AnchorScorer, regressor: AnchorScorer | None, encoded: torch.Tensor,
+                   segments: torch.Tensor) -> torch.Tensor:
+    out = scorer(encoded, segments, num_steps=encoded.shape[-1])
+    if regressor is None:
+        return out
+    offsets = regressor(encoded, segments, num_steps=encoded.shape[-1])
+    return torch.cat([out[..., :2], offsets.to(out.dtype), out[..., 4:]], dim=-1)
 
 
 def build_model(config: ModelConfig) -> RCL:

@@ -4,10 +4,10 @@ segments, updating a per-segment GRU state, and predicting new confidences, offs
     h_0 = 0
     e_m = relu(AnchorScorer_e(F; x_m))                SoI features at x_m and its coordinates
     h_m = GRUCell(e_m, h_{m-1})
-    y_m = AnchorScorer_0(F; x_m) + Linear(h_m)        (p1, p2, offsets, class logits) at x_m
+    y_m = S_0(F; x_m) + Linear(h_m)                   (p1, p2, offsets, class logits) at x_m
     x_{m+1} = x_m + offsets_m * (x_e - x_s)           (no gradient through the coordinates)
 
-AnchorScorer_0 is the model's own scorer (shared, not a copy): each step starts from the
+S_0 is the model's own first-stage scoring (shared, not a copy): each step starts from the
 continuous representation's answer at the new coordinates, and the recurrent state learns a
 correction from the path the segment took. The correction layer starts at zero, so an untrained
 refiner is exactly iterated scoring and cannot make the first-stage result worse by chance.
@@ -47,10 +47,11 @@ class RecurrentRefiner(nn.Module):
         nn.init.zeros_(self.correction.weight)
         nn.init.zeros_(self.correction.bias)
 
-    def forward(self, scorer: AnchorScorer, features: torch.Tensor,
+    def forward(self, score, features: torch.Tensor,
                 segments: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """features (B, H, T), segments (B, R, 2) -> [(x_m, y_m)] for m = 1..M: the segments each step
-        scored and its outputs (B, R, out_channels). `scorer` is the model's first-stage scorer."""
+        scored and its outputs (B, R, out_channels). score(features, segments) is the model's
+        first-stage scoring."""
         B, R, _ = segments.shape
         T = features.shape[-1]
         x = segments.detach().float()
@@ -59,7 +60,7 @@ class RecurrentRefiner(nn.Module):
         for _ in range(self.steps):
             e = torch.relu(self.embed(features, x, num_steps=T))
             h = self.cell(e.reshape(B * R, -1), h)  # autocast casts both to its dtype on the GPU
-            y = scorer(features, x, num_steps=T).float() + self.correction(h).float().view(B, R, -1)
+            y = score(features, x).float() + self.correction(h).float().view(B, R, -1)
             steps.append((x, y))
             x = step_segments(x, y[..., 2:4], T)
         return steps

@@ -305,7 +305,8 @@ def detect(model: RCL, run: RunConfig, data: SplitData, device: torch.device) ->
             with autocast(run, device):
                 candidates = model.detect(features, mask)
             collector.add(candidates, batch)
-    results = collector.results(data.videos.classes, top_k=run.effective_top_k, sigma=run.nms_sigma,
+    sigma, min_score = run.effective_nms
+    results = collector.results(data.videos.classes, top_k=run.effective_top_k, sigma=sigma, min_score=min_score,
                                 backend=OP_BACKEND[model.config.backend], class_agnostic=run.class_agnostic,
                                 video_ids=[v.video_id for v in data.videos.videos])
     if device.type == "cuda":
