@@ -188,8 +188,7 @@ def run(cfg: BenchConfig) -> list[dict]:
                                       p["min_score"], top_k, False, 0.0, 0.0, weight_exp=torch.exp)
 
         # Slow on a CPU (hundreds of small parallel regions per call): fewer repetitions.
-        timing, skip = try_measure(torch_batched, cfg, **({} if cfg.is_cuda else dict(reps=min(cfg.reps, 3),
-                                                                                          warmup=1)))
+        timing, skip = try_measure(torch_batched, cfg, **({} if cfg.is_cuda else dict(reps=1, warmup=0)))
         rows.append(row(OP, pname, "torch_batched", "fwd", timing, ours=False, skipped=skip, **p))
 
         if cfg.device.type == "cpu" and "cpu" in SOFT_NMS_BACKENDS.available("cpu"):
@@ -228,6 +227,28 @@ def run(cfg: BenchConfig) -> list[dict]:
             timing, skip = try_measure(lambda: batched_nms(boxes, flat_scores, group, 0.5), cfg,
                                        reps=min(cfg.reps, 3), warmup=1)
             rows.append(row(OP, pname, "torchvision_hard", "fwd", timing, ours=False, skipped=skip, **p))
+    return rows
+
+
+def sweep(cfg: BenchConfig) -> list[dict]:
+    """Time against the number of videos V (P = 1,000) and of candidates P per video (V = 100),
+    gaussian, class-agnostic, top 100: our backends, and on a GPU the batched PyTorch loop."""
+    points = [("V", V, 1000) for V in ((10, 100, 1000) if cfg.quick else (10, 100, 1000, 10_000))]
+    points += [("P", 100, P) for P in ((250, 1000, 4000) if cfg.quick else (250, 1000, 4000, 16_000))]
+    gen = torch.Generator().manual_seed(2)
+    rows = []
+    for var, V, P in points:
+        segments, scores, _ = make_candidates("anet", V, P, 0, gen)
+        seg_d, sc_d = segments.to(cfg.device), scores.to(cfg.device)
+        impls = {b: (lambda b: lambda: rcl_kernels.soft_nms(seg_d, sc_d, top_k=100, backend=b))(b)
+                 for b in SOFT_NMS_BACKENDS.available(cfg.device.type) if b != "reference"}
+        if cfg.is_cuda:  # on a CPU the batched loop takes seconds to minutes per point
+            impls["torch_batched"] = lambda: soft_nms_reference(seg_d, sc_d, None, None, "gaussian", 0.5, 0.0,
+                                                                0.001, 100, False, 0.0, 0.0, weight_exp=torch.exp)
+        for impl, fn in impls.items():
+            timing, skip = try_measure(fn, cfg, reps=2 if cfg.quick else 5, warmup=1)
+            rows.append(row(OP, f"sweep_{var}", impl, "fwd", timing, ours=impl != "torch_batched", skipped=skip,
+                            sweep=var, V=V, P=P))
     return rows
 
 

@@ -18,11 +18,7 @@
 #include <cstring>
 #include <string_view>
 
-#ifdef __CUDACC__
-#define RCL_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define RCL_HOST_DEVICE inline
-#endif
+#include "host_device.h"
 
 namespace rcl_kernels {
 namespace soft_nms {

@@ -8,8 +8,8 @@ __version__ = "0.1.0"
 
 from rcl_kernels._info import info  # noqa: E402
 from rcl_kernels.ops.segment_interp import segment_interp  # noqa: E402
-from rcl_kernels.ops.anchor_scoring import score_anchors  # noqa: E402
 from rcl_kernels.ops.soft_nms import SoftNMSResult, soft_nms  # noqa: E402
+from rcl_kernels.ops.anchor_scoring import score_anchors  # noqa: E402
 from rcl_kernels.nn.anchor_scorer import AnchorScorer  # noqa: E402
 
 __all__ = ["__version__", "AnchorScorer", "info", "score_anchors", "segment_interp", "SoftNMSResult", "soft_nms"]

@@ -424,6 +424,9 @@ def test_train_and_detect_commands_write_activitynet_json(tmp_path, capsys):
     from rcl_kernels.cli import main
 
     flags = tiny_run_flags(tmp_path, max_steps=2)
+    # After 2 steps every score may sit below the THUMOS14 default min score (0.01): keep them all,
+    # this test is about the output format.
+    flags["nms_min_score"] = 0.0
     assert main(["train"] + _cli_flags(flags)) == 0
     out_dir = flags["output_dir"]
     metrics = json.load(open(os.path.join(out_dir, "metrics.json")))
