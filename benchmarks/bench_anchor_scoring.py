@@ -6,9 +6,15 @@ Baselines, measured in the same run:
   compile  the same under torch.compile (what a user gets today without this library)
 Modes: fwd (under no_grad) and fwd+bwd (gradients for the features and all four weights).
 dtypes: float32 (TF32 off, PyTorch's default), tf32 (float32 with allow_tf32 on, GPU only) and
-bfloat16 (GPU only). Rows carry time, TFLOP/s of the composition (2 * multiply-adds of the two
-linear layers, 3x that for fwd+bwd: the work the baselines do; the fused kernels do less) and
-peak extra memory. benchmarks/run.py adds the fraction of the card's matmul rate it measures.
+bfloat16 (GPU only). Rows carry time, peak extra memory and two rates (3x the forward FLOPs for
+fwd+bwd):
+  effective_tflops  the composition's FLOPs (2 * multiply-adds of the two linear layers: the work
+                    the baselines do) per second, comparable across implementations;
+  tflops            the FLOPs the implementation itself executes per second: the composition's
+                    for the baselines, the factored formulation's for ours (Linear1 applied to
+                    the features once per point, then interpolated: far fewer FLOPs when K >> T;
+                    a lower bound for the Triton kernel, whose tiles share time windows).
+benchmarks/run.py turns tflops into a fraction of the card's matmul rate it measures.
 """
 
 from __future__ import annotations
@@ -51,7 +57,15 @@ def problems(quick: bool) -> dict:
 
 
 def forward_flops(p: dict) -> float:
+    """The composition: Linear1 on K segments' (C * N + E) inputs, then Linear2."""
     return 2.0 * p["B"] * p["K"] * p["H"] * (p["C"] * p["N"] + E + p["O"])
+
+
+def factored_forward_flops(p: dict) -> float:
+    """The factored formulation: Linear1's point-n slice on all T feature steps (B*N*H*C*T
+    multiply-adds), a two-tap lerp per segment, point and hidden unit, then phi and Linear2."""
+    B, C, T, N, K, H, O = (p[k] for k in ("B", "C", "T", "N", "K", "H", "O"))
+    return 2.0 * B * N * H * C * T + 4.0 * B * K * N * H + 2.0 * B * K * H * (E + O)
 
 
 def _tf32(enabled: bool):
@@ -87,7 +101,7 @@ def run(cfg: BenchConfig) -> list[dict]:
     for pname, p in problems(cfg.quick).items():
         B, C, T, N, K = (p[k] for k in ("B", "C", "T", "N", "K"))
         segments = grid_anchors(B, T, K, cfg.device, gen)
-        fwd_flops = forward_flops(p)
+        fwd_flops, factored_flops = forward_flops(p), factored_forward_flops(p)
         for label, dtype, tf32 in precisions:
             features = torch.randn(B, C, T, generator=gen).to(cfg.device, dtype)
             weights = _weights(p, dtype, cfg.device, gen)
@@ -113,7 +127,9 @@ def run(cfg: BenchConfig) -> list[dict]:
                         timing, skip = try_measure(call, cfg)
                     r = row(OP, pname, impl, mode, timing, ours=is_ours, dtype=label, skipped=skip, **shape)
                     if timing is not None:
-                        r["tflops"] = fwd_flops * (1 if mode == "fwd" else 3) / timing.ms / 1e9
+                        passes = 1 if mode == "fwd" else 3
+                        r["effective_tflops"] = fwd_flops * passes / timing.ms / 1e9
+                        r["tflops"] = (factored_flops if is_ours else fwd_flops) * passes / timing.ms / 1e9
                     rows.append(r)
 
             for backend in ours:

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+import traceback
 
 import torch
 from tqdm import tqdm
@@ -60,33 +61,34 @@ def main(argv=None) -> int:
 
     ceilings = measure_ceilings(cfg)
     names = args.only or list(BENCHMARKS)
-    rows, sweeps, problems, skipped = [], [], {}, {}
-    t_start = time.time()
-    for name in tqdm(names, desc="benchmarks", unit="op"):
-        try:
-            module = importlib.import_module(BENCHMARKS[name])
-        except ImportError as exc:
-            skipped[name] = f"not available: {exc}"
-            continue
-        t0 = time.time()
-        rows += module.run(cfg)
-        if hasattr(module, "problems"):
-            problems[name] = module.problems(quick)
-        if not args.no_sweeps and hasattr(module, "sweep"):
-            sweeps += module.sweep(cfg)
-        tqdm.write(f"  {name}: {time.time() - t0:.0f} s")
-
-    add_ceiling_fractions(rows, ceilings)
     out_dir = args.out or os.path.join(RESULTS_DIR, f"{_device_tag(env)}-{env['date'][:10]}")
     os.makedirs(out_dir, exist_ok=True)
-    result = {"environment": env, "ceilings": ceilings, "problems": problems, "skipped_benchmarks": skipped,
-              "rows": rows, "sweeps": sweeps, "wall_s": time.time() - t_start}
-    with open(os.path.join(out_dir, "results.json"), "w") as fh:
-        json.dump(result, fh, indent=1)
-    summary = summary_markdown(result)
-    with open(os.path.join(out_dir, "summary.md"), "w") as fh:
-        fh.write(summary)
-    print(summary)
+    result = {"environment": env, "ceilings": ceilings, "problems": {}, "skipped_benchmarks": {}, "rows": [],
+              "sweeps": [], "wall_s": 0.0}
+    t_start = time.time()
+    for name in tqdm(names, desc="benchmarks", unit="op"):
+        t0 = time.time()
+        try:
+            module = importlib.import_module(BENCHMARKS[name])
+            rows = module.run(cfg)
+            sweeps = module.sweep(cfg) if not args.no_sweeps and hasattr(module, "sweep") else []
+        except Exception as exc:  # one broken benchmark must not cost the others' results
+            traceback.print_exc()
+            result["skipped_benchmarks"][name] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            continue
+        add_ceiling_fractions(rows, ceilings)
+        result["rows"] += rows
+        result["sweeps"] += sweeps
+        if hasattr(module, "problems"):
+            result["problems"][name] = module.problems(quick)
+        result["wall_s"] = time.time() - t_start
+        # Written after every benchmark, so a run stopped by a time limit keeps what it finished.
+        write_results(result, out_dir)
+        tqdm.write(f"  {name}: {time.time() - t0:.0f} s")
+
+    result["wall_s"] = time.time() - t_start
+    write_results(result, out_dir)
+    print(summary_markdown(result))
     if not args.no_plots:
         from plots import make_plots
 
@@ -94,12 +96,20 @@ def main(argv=None) -> int:
             print("plot:", path)
     print(f"results written to {out_dir} ({time.time() - t_start:.0f} s)")
     if args.compare:
-        print(compare(args.compare, rows))
-    return 0
+        print(compare(args.compare, result["rows"]))
+    return 1 if result["skipped_benchmarks"] else 0
 
 
 def _device_tag(env: dict) -> str:
     return env["device"].replace(" ", "_").replace("/", "_") if env["device_type"] == "cuda" else "cpu"
+
+
+def write_results(result: dict, out_dir: str) -> None:
+    """results.json and summary.md of what has run so far."""
+    with open(os.path.join(out_dir, "results.json"), "w") as fh:
+        json.dump(result, fh, indent=1)
+    with open(os.path.join(out_dir, "summary.md"), "w") as fh:
+        fh.write(summary_markdown(result))
 
 
 def add_ceiling_fractions(rows: list[dict], ceilings: dict) -> None:

@@ -279,12 +279,13 @@ def test_encoder_stride_maps_coordinates_back_to_input_steps():
     assert seg.max() <= 24
 
 
-def test_fast_and_reference_backends_agree():
+@pytest.mark.parametrize("device", [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_fast_and_reference_backends_agree(device):
     torch.manual_seed(5)
-    fast = tiny_model(backend="fast")
-    reference = tiny_model(backend="reference")
+    fast = tiny_model(backend="fast").to(device)
+    reference = tiny_model(backend="reference").to(device)
     reference.load_state_dict(fast.state_dict())
-    features, mask, instances, labels = tiny_batch(seed=2)
+    features, mask, instances, labels = (t.to(device) for t in tiny_batch(seed=2))
     a = fast(features, mask, instances, labels, generator=torch.Generator().manual_seed(1))
     b = reference(features, mask, instances, labels, generator=torch.Generator().manual_seed(1))
     for key in a:
@@ -450,6 +451,23 @@ def test_train_and_detect_commands_write_activitynet_json(tmp_path, capsys):
             assert set(d) == {"label", "score", "segment"} and d["label"] in classes
             assert 0 <= d["segment"][0] < d["segment"][1] <= video.duration + 1e-6
     assert "mAP" in capsys.readouterr().out
+
+
+@pytest.mark.gpu
+def test_train_with_bf16_autocast_on_gpu_then_detect(tmp_path):
+    """The GPU path of the commands: bf16 autocast, fast kernels on CUDA, finite losses, and a
+    checkpoint that detects on the GPU and on the CPU."""
+    from rcl_kernels.cli import main
+
+    flags = tiny_run_flags(tmp_path, max_steps=3, device="cuda", amp=True, nms_min_score=0.0)
+    assert main(["train"] + _cli_flags(flags)) == 0
+    metrics = json.load(open(os.path.join(flags["output_dir"], "metrics.json")))
+    assert all(math.isfinite(x) for x in metrics["map"])
+    for device in ("cuda", "cpu"):
+        output = str(tmp_path / f"det_{device}.json")
+        assert main(["detect", "--checkpoint", os.path.join(flags["output_dir"], "last.pt"), "--output", output,
+                     "--device", device, "--top-k", "5", "--nms-min-score", "0"]) == 0
+        assert all(0 < len(d) <= 5 for d in json.load(open(output))["results"].values())
 
 
 def test_commands_report_bad_inputs(tmp_path, capsys):

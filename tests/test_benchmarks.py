@@ -1,0 +1,92 @@
+"""The main job's harness (benchmarks/run.py): results survive a failing benchmark, --compare
+flags real slowdowns only, and a real benchmark's rows check our kernel against its reference."""
+
+import json
+import os
+import sys
+import types
+
+import pytest
+import torch
+
+BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+sys.path.insert(0, BENCH_DIR)
+
+import run as main_job  # noqa: E402
+from common import Timing, row  # noqa: E402
+
+import rcl_kernels  # noqa: E402
+
+
+def _timed_row(impl, ms, spread=0.1, ours=True):
+    return row("op", "prob", impl, "fwd", Timing(ms=ms, ms_p20=ms - spread, ms_p80=ms + spread, peak_mib=None),
+               ours=ours)
+
+
+@pytest.fixture
+def fake_benchmarks(monkeypatch):
+    """Two benchmark modules, one of which raises, and no ceiling measurement."""
+    working = types.ModuleType("bench_fake_working")
+    working.run = lambda cfg: [_timed_row("ours", 1.0), _timed_row("baseline", 5.0, ours=False)]
+    working.problems = lambda quick: {"prob": {"quick": quick}}
+    broken = types.ModuleType("bench_fake_broken")
+
+    def fail(cfg):
+        raise RuntimeError("kernel exploded\nsecond line")
+
+    broken.run = fail
+    monkeypatch.setitem(sys.modules, "bench_fake_working", working)
+    monkeypatch.setitem(sys.modules, "bench_fake_broken", broken)
+    monkeypatch.setattr(main_job, "BENCHMARKS", {"broken": "bench_fake_broken", "working": "bench_fake_working"})
+    monkeypatch.setattr(main_job, "measure_ceilings", lambda cfg: {"copy_gbps": 10.0, "matmul_tflops": {}})
+
+
+def test_failing_benchmark_is_reported_and_the_rest_kept(fake_benchmarks, tmp_path, capsys):
+    code = main_job.main(["--device", "cpu", "--out", str(tmp_path), "--no-plots"])
+    assert code == 1  # a failed benchmark fails the run, after the others have been written
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["skipped_benchmarks"] == {"broken": "failed: RuntimeError: kernel exploded"}
+    assert [r["impl"] for r in result["rows"]] == ["ours", "baseline"]
+    assert result["problems"] == {"working": {"prob": {"quick": True}}}
+    summary = (tmp_path / "summary.md").read_text()
+    assert "benchmark broken skipped: failed: RuntimeError: kernel exploded" in summary
+    assert "5.00x" in summary  # the ratio of the rows that did run
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_only_runs_the_named_benchmark(fake_benchmarks, tmp_path):
+    assert main_job.main(["--device", "cpu", "--out", str(tmp_path), "--no-plots", "--only", "working"]) == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["skipped_benchmarks"] == {} and len(result["rows"]) == 2
+
+
+def test_compare_flags_only_slowdowns_beyond_the_spread(tmp_path):
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"rows": [_timed_row("a", 1.0), _timed_row("b", 1.0), _timed_row("c", 1.0)]}))
+    new = [_timed_row("a", 1.15), _timed_row("b", 1.5), _timed_row("c", 0.5), _timed_row("d", 9.0)]
+    text = main_job.compare(str(old), new)
+    assert "SLOWER op/prob/b/fwd/float32: 1.000 -> 1.500" in text
+    assert "/a/" not in text and "/c/" not in text and "/d/" not in text  # within spread, faster, new
+    assert "nothing got slower" in main_job.compare(str(old), new[:1])
+
+
+@pytest.mark.skipif(not rcl_kernels._extension.has_kernel("soft_nms", "CPU"), reason="CPU kernels not built")
+def test_soft_nms_benchmark_rows(monkeypatch):
+    """The real Soft-NMS benchmark on tiny problems: our kernel's row says it matched the bit-exact
+    reference, and every baseline the issue names is there, timed or with a reason."""
+    import bench_soft_nms
+    from common import BenchConfig
+
+    tiny = {"anet": dict(V=3, P=50, top_k=10, classes=0, method="gaussian", sigma=0.5, iou_threshold=0.0,
+                         min_score=0.001),
+            "thumos": dict(V=2, P=60, top_k=20, classes=4, method="gaussian", sigma=0.5, iou_threshold=0.1,
+                           min_score=0.001)}
+    monkeypatch.setattr(bench_soft_nms, "problems", lambda quick: tiny)
+    rows = bench_soft_nms.run(BenchConfig(device=torch.device("cpu"), quick=True, warmup=0, reps=1))
+    for problem, p in tiny.items():
+        mine = {r["impl"]: r for r in rows if r["problem"] == problem}
+        assert {"cpu", "torch_batched", "cpp_single_thread", "numpy_loop", "torchvision_hard"} <= set(mine)
+        assert mine["cpu"]["ours"] and mine["cpu"]["matches_reference_on_videos"] == p["V"]
+        assert all(r["ms"] is not None or r["skipped"] for r in mine.values())
+        # float64 numpy against our float32: the same picks on these well-separated random scores
+        assert mine["numpy_loop"]["index_agreement_with_ours"] > 0.9
