@@ -8,7 +8,7 @@ import torch
 
 from rcl_kernels import __version__
 from rcl_kernels._extension import EXTENSION_LOADED, build_config, has_kernel, load_error
-from rcl_kernels._triton_support import TRITON_VERSION, triton_interpreted
+from rcl_kernels._triton_support import TRITON_VERSION, interpreter_problem, triton_interpreted
 
 
 def _op_backends() -> dict:
@@ -48,6 +48,7 @@ def info(*, as_json: bool = False, file=None) -> dict:
         "debug_build": cfg.get("debug"),
         "triton": TRITON_VERSION,
         "triton_interpret": triton_interpreted(),
+        "triton_interpreter_problem": interpreter_problem() if triton_interpreted() else None,
         "ops": {
             name: {
                 device: {"available": table.available(device), "auto": table.auto(device)}
@@ -73,6 +74,8 @@ def _format(report: dict) -> str:
         f"  Triton          : {report['triton'] or 'not installed'}"
         + (" (TRITON_INTERPRET=1: runs on CPU tensors)" if report["triton_interpret"] else ""),
     ]
+    if report["triton_interpreter_problem"]:
+        lines.append(f"  Triton on CPU tensors unavailable: {report['triton_interpreter_problem']}")
     if report["extension_error"]:
         lines.append(f"  extension not loaded: {report['extension_error']}")
     for name, devices in report["ops"].items():

@@ -18,9 +18,27 @@ def triton_interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("+")[0].split(".")[:2] if part.isdigit())
+
+
+def interpreter_problem() -> str | None:
+    """Why the Triton interpreter cannot run our kernels here, or None. Triton < 3.7 converts a
+    runtime loop bound to int from a 1-element array, which NumPy >= 2.4 refuses ("only
+    0-dimensional arrays can be converted to Python scalars"); Triton 3.7 squeezes it first."""
+    if TRITON_VERSION is None:
+        return "triton is not installed"
+    import numpy
+
+    if _version(TRITON_VERSION) < (3, 7) and _version(numpy.__version__) >= (2, 4):
+        return (f"the interpreter of triton {TRITON_VERSION} fails with numpy {numpy.__version__} "
+                "(needs triton >= 3.7 or numpy < 2.4)")
+    return None
+
+
 def triton_usable(device_type: str) -> bool:
     if TRITON_VERSION is None:
         return False
     if device_type == "cuda":
         return True
-    return device_type == "cpu" and triton_interpreted()
+    return device_type == "cpu" and triton_interpreted() and interpreter_problem() is None

@@ -361,3 +361,21 @@ def test_import_does_not_initialise_cuda_and_info_reports():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     expected = "cpu" if rcl_kernels._extension.has_kernel("segment_interp", "CPU") else "reference"
     assert out.stdout.strip().splitlines()[-1] == expected
+
+
+@pytest.mark.parametrize("triton_version, numpy_version, usable", [
+    ("3.6.0", "2.4.1", False), ("3.6.0", "2.3.5", True), ("3.7.0", "2.5.2", True), ("3.8.0+git1234", "2.4.6", True),
+])
+def test_triton_interpreter_known_bad_combination_is_reported(monkeypatch, triton_version, numpy_version, usable):
+    import numpy
+
+    from rcl_kernels import _triton_support
+
+    monkeypatch.setattr(_triton_support, "TRITON_VERSION", triton_version)
+    monkeypatch.setattr(numpy, "__version__", numpy_version)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    problem = _triton_support.interpreter_problem()
+    assert (problem is None) == usable
+    assert _triton_support.triton_usable("cpu") == usable and _triton_support.triton_usable("cuda")
+    if not usable:
+        assert triton_version in problem and numpy_version in problem
