@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import BenchConfig, row, standalone_main, try_measure  # noqa: E402
+from common import BenchConfig, row, standalone_main, torchvision_ops, try_measure  # noqa: E402
 
 import rcl_kernels  # noqa: E402
 from rcl_kernels.ops.segment_interp import SEGMENT_INTERP_BACKENDS  # noqa: E402
@@ -128,13 +128,12 @@ def run(cfg: BenchConfig) -> list[dict]:
                                 skipped=f"mask would be T x N*T*T = {T * N * T * T * 4 / 2**30:.0f} GiB in float32",
                                 **p))
             add("grid_sample", lambda f, s: _grid_sample(f, s, N, S, ctx), (features, segments), ours=False)
-            try:
-                from torchvision.ops import roi_align  # noqa: F401
-
+            tv_ops, tv_missing = torchvision_ops()
+            if tv_ops is not None:
                 add("roi_align", lambda f, s: _roi_align(f, s, N, S, ctx), (features, segments), ours=False)
-            except ImportError:
-                rows.append(row(OP, pname, "roi_align", "fwd", None, ours=False, dtype=dname,
-                                skipped="torchvision not installed", **p))
+            else:
+                rows.append(row(OP, pname, "roi_align", "fwd", None, ours=False, dtype=dname, skipped=tv_missing,
+                                **p))
     return rows
 
 
@@ -155,8 +154,7 @@ def _grid_sample(features, segments, N, S, context):
 
 
 def _roi_align(features, segments, N, S, context):
-    from torchvision.ops import roi_align
-
+    roi_align = torchvision_ops()[0].roi_align
     B, C, T = features.shape
     K = segments.shape[1]
     a, b = _windows(segments, context)

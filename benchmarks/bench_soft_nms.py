@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import BenchConfig, Timing, row, standalone_main, try_measure  # noqa: E402
+from common import BenchConfig, Timing, row, standalone_main, torchvision_ops, try_measure  # noqa: E402
 
 import rcl_kernels  # noqa: E402
 from rcl_kernels.ops.soft_nms import SOFT_NMS_BACKENDS  # noqa: E402
@@ -212,12 +212,11 @@ def run(cfg: BenchConfig) -> list[dict]:
                         index_agreement_with_ours=index_agreement(ours.indices[:timed_v], ours.counts[:timed_v],
                                                                   picks), **p))
 
-        try:
-            from torchvision.ops import batched_nms
-        except ImportError:
-            rows.append(row(OP, pname, "torchvision_hard", "fwd", None, ours=False,
-                            skipped="torchvision not installed", **p))
+        tv_ops, tv_missing = torchvision_ops()
+        if tv_ops is None:
+            rows.append(row(OP, pname, "torchvision_hard", "fwd", None, ours=False, skipped=tv_missing, **p))
         else:
+            batched_nms = tv_ops.batched_nms
             boxes = torch.stack([seg_d[..., 0], torch.zeros_like(sc_d), seg_d[..., 1], torch.ones_like(sc_d)], -1)
             boxes = boxes.view(-1, 4)
             group = torch.arange(V, device=cfg.device).view(V, 1).expand(V, P)

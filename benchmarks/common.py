@@ -108,6 +108,18 @@ def try_measure(fn: Callable[[], object], cfg: BenchConfig, **kw) -> tuple[Timin
         return None, f"out of memory ({str(exc).splitlines()[0][:120]})"
 
 
+def torchvision_ops():
+    """(torchvision.ops, None), or (None, why not): a torchvision built for another torch raises
+    RuntimeError at import, not ImportError."""
+    try:
+        import torchvision.ops
+    except ImportError:
+        return None, "torchvision not installed"
+    except RuntimeError as exc:
+        return None, f"torchvision unusable with torch {torch.__version__}: {str(exc).splitlines()[0][:100]}"
+    return torchvision.ops, None
+
+
 def environment(device: torch.device) -> dict:
     env = {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),

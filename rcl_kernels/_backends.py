@@ -26,6 +26,9 @@ class OpBackends:
     auto_order: dict[str, tuple[str, ...]]
     triton_available: Callable[[], bool] = lambda: False
 
+    def __post_init__(self):
+        _TABLES[self.op_name] = self
+
     def available(self, device_type: str) -> list[str]:
         found = []
         for name in self.backends:
@@ -48,7 +51,7 @@ class OpBackends:
 
     def resolve(self, backend: str, device: torch.device) -> str:
         """Turn the user's backend argument into a backend that can run on `device`."""
-        return _resolve(self, backend, device.type)
+        return _resolve(self.op_name, backend, device.type)
 
     def _resolve_uncached(self, backend: str, device_type: str) -> str:
         if backend not in BACKENDS or (backend != "auto" and backend not in self.backends):
@@ -65,8 +68,13 @@ class OpBackends:
         return backend
 
 
+# Each op's table, by op name: the constant-result function below takes only strings, which every
+# torch.compile version can pass (torch 2.11's cannot reconstruct a frozen dataclass argument).
+_TABLES: dict[str, OpBackends] = {}
+
+
 # torch.compile cannot trace the dispatcher queries behind available(); the choice depends only
 # on what was built, so the compiler may treat it as a constant.
 @torch.compiler.assume_constant_result
-def _resolve(table: OpBackends, backend: str, device_type: str) -> str:
-    return table._resolve_uncached(backend, device_type)
+def _resolve(op_name: str, backend: str, device_type: str) -> str:
+    return _TABLES[op_name]._resolve_uncached(backend, device_type)
