@@ -326,6 +326,11 @@ if AVAILABLE:
 _INTERPRETER_BLOCKS = {"BLOCK_K": 16, "BLOCK_T": 16, "BLOCK_H": 16}
 
 
+def _interpreted(device: torch.device) -> bool:
+    """Whether kernels for tensors on `device` run in the Triton interpreter (CPU tensors)."""
+    return device.type == "cpu"
+
+
 def _launch(tuned, plain, grid, interpreted: bool, *args, **constexprs) -> None:
     """Run a kernel: autotuned on a GPU, with the interpreter's fixed tiles on CPU tensors.
     grid(meta) gives the launch grid for the chosen block sizes."""
@@ -338,7 +343,7 @@ def _launch(tuned, plain, grid, interpreted: bool, *args, **constexprs) -> None:
 def _precision(dtype: torch.dtype, device: torch.device) -> dict:
     """tl.dot settings: TF32 for float32 only where torch's allow_tf32 flag says so; the
     interpreter's bf16 workaround (see _mma)."""
-    interpreted = device.type == "cpu"
+    interpreted = _interpreted(device)
     if dtype == torch.float32 and (interpreted or not torch.backends.cuda.matmul.allow_tf32):
         prec = "ieee"
     else:
@@ -377,7 +382,7 @@ def _forward_impl(features, segments, w1, b1, w2, b2, num_samples, samples_per_p
     projected, _ = _project(features, w1, N)
     w1_coord = w1[:, C * N:].float().contiguous()
     _launch(
-        _fwd_tuned, _fwd_kernel, lambda meta: (_cdiv(K, meta["BLOCK_K"]), B), features.device.type == "cpu",
+        _fwd_tuned, _fwd_kernel, lambda meta: (_cdiv(K, meta["BLOCK_K"]), B), _interpreted(features.device),
         projected, segments.contiguous(), w1_coord, b1.float().contiguous(), w2.contiguous(),
         b2.float().contiguous(), out, hidden, K, T, H, O, N, samples_per_point, float(context), float(num_steps),
         PADDING=PADDING_CODES[padding], NUM_COORD=COORD_FEATURES[coord_features],
@@ -406,7 +411,7 @@ def _backward_impl(grad_out, hidden, features, segments, w1, w2, num_samples, sa
     N = num_samples
     dtype = features.dtype
     device = features.device
-    interpreted = device.type == "cpu"
+    interpreted = _interpreted(device)
     zeros = (torch.zeros_like(features, memory_format=torch.contiguous_format),
              torch.zeros((B, K, 2), dtype=torch.float32, device=device), torch.zeros_like(w1), w1.new_zeros((H,)),
              torch.zeros_like(w2), w2.new_zeros((O,)))
