@@ -187,6 +187,23 @@ def test_non_contiguous_inputs(backend):
 
 
 @pytest.mark.parametrize("backend", ["reference", *BACKENDS])
+def test_autocast_casts_like_linear(backend):
+    """Under autocast, float32 features and master weights are scored in the autocast dtype, the
+    same as with the inputs cast by hand, and gradients reach the float32 leaves in float32."""
+    tensors, kw = make_problem(C=5, K=13)
+    low = torch.bfloat16
+    by_hand = score_anchors(*[t if i == 1 else t.to(low) for i, t in enumerate(tensors)], backend=backend, **kw)
+    leaves = [t.detach().clone().requires_grad_() for t in tensors]
+    with torch.autocast(DEVICE.type, dtype=low):
+        out = score_anchors(*leaves, backend=backend, **kw)
+    assert out.dtype == low
+    torch.testing.assert_close(out, by_hand, rtol=0, atol=0)
+    out.float().sum().backward()
+    for name, leaf in zip(GRAD_NAMES, leaves):
+        assert leaf.grad is not None and leaf.grad.dtype == torch.float32 and leaf.grad.isfinite().all(), name
+
+
+@pytest.mark.parametrize("backend", ["reference", *BACKENDS])
 @pytest.mark.parametrize("B,K", [(2, 0), (0, 5)])
 def test_empty(backend, B, K):
     tensors, kw = make_problem(B=max(B, 1), K=max(K, 1))

@@ -300,6 +300,27 @@ def test_fast_and_reference_backends_agree(device):
     assert torch.equal(da.labels, db.labels) and torch.equal(da.valid, db.valid)
 
 
+def test_bf16_autocast_runs_both_backends_alike():
+    """The training step and detection under bf16 autocast (CPU autocast here; the GPU path
+    uses the same op-boundary casts): both backends run, agree, and give float32 gradients."""
+    losses, scores = {}, {}
+    for backend in ("fast", "reference"):
+        torch.manual_seed(0)
+        model = tiny_model(backend=backend)
+        features, mask, instances, labels = tiny_batch()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            terms = model(features, mask, instances, labels, generator=torch.Generator().manual_seed(1))
+        terms["loss"].backward()
+        assert all(p.grad is None or (p.grad.dtype == torch.float32 and p.grad.isfinite().all())
+                   for p in model.parameters())
+        with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+            scores[backend] = model.detect(features, mask).scores.float()
+        losses[backend] = {k: v.item() for k, v in terms.items()}
+    for key, value in losses["reference"].items():
+        assert math.isfinite(value) and losses["fast"][key] == pytest.approx(value, rel=2e-2, abs=1e-3), key
+    torch.testing.assert_close(scores["fast"], scores["reference"], rtol=2e-2, atol=2e-3)
+
+
 def test_tiny_overfit_losses_decrease():
     torch.manual_seed(0)
     model = tiny_model()

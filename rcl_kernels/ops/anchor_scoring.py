@@ -99,6 +99,9 @@ def _shape(x) -> str:
     return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
 
 
+_AUTOCAST_CASTS = (torch.float32, torch.float16, torch.bfloat16)
+
+
 def score_anchors(
     features: torch.Tensor,
     segments: torch.Tensor,
@@ -137,7 +140,23 @@ def score_anchors(
     Returns (B, K, out_channels) in the features' dtype. Differentiable in features, segments
     and all weights. A segment with a NaN coordinate scores NaN (other segments are unaffected);
     nothing is read out of bounds. K = 0 or B = 0 gives an empty result.
+
+    Under torch.autocast the op follows nn.Linear's rule: features and weights are cast to the
+    autocast dtype (so float32 master weights may be passed with any features), segments stay as
+    they are, and every backend computes in that dtype with autocast off inside (otherwise some
+    backends' internal matmuls would change dtype half-way). The result has the autocast dtype.
     """
+    device_type = features.device.type if isinstance(features, torch.Tensor) else "cpu"
+    if torch.is_autocast_enabled(device_type):
+        low = torch.get_autocast_dtype(device_type)
+        # float64 is left alone, as autocast leaves it
+        features, w1, b1, w2, b2 = (t.to(low) if isinstance(t, torch.Tensor) and t.dtype in _AUTOCAST_CASTS else t
+                                    for t in (features, w1, b1, w2, b2))
+        with torch.autocast(device_type, enabled=False):
+            return score_anchors(features, segments, w1, b1, w2, b2, num_samples=num_samples,
+                                 samples_per_point=samples_per_point, context=context, padding=padding,
+                                 coord_features=coord_features, activation=activation, num_steps=num_steps,
+                                 backend=backend)
     num_samples = check_score_anchors_args(features, segments, w1, b1, w2, b2, num_samples, samples_per_point,
                                            context, padding, coord_features, activation, num_steps)
     chosen = ANCHOR_SCORING_BACKENDS.resolve(backend, features.device)
