@@ -206,8 +206,7 @@ def run(cfg: BenchConfig) -> list[dict]:
         lab_np = labels[:timed_v].numpy() if labels is not None else None
         picks = []
         timing = _timed_once(lambda: picks.extend(numpy_soft_nms(seg_np, sc_np, lab_np, p)))
-        scale = V / timed_v
-        timing = Timing(ms=timing.ms * scale, ms_p20=timing.ms * scale, ms_p80=timing.ms * scale, peak_mib=None)
+        timing = timing.scaled(V / timed_v)
         rows.append(row(OP, pname, "numpy_loop", "fwd", timing, ours=False, timed_videos=timed_v,
                         index_agreement_with_ours=index_agreement(ours.indices[:timed_v], ours.counts[:timed_v],
                                                                   picks), **p))

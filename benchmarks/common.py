@@ -43,6 +43,11 @@ class Timing:
     ms_p80: float
     peak_mib: float | None  # peak extra device memory during one call (CUDA only)
 
+    def scaled(self, factor: float) -> "Timing":
+        """The times of a subset's run scaled to the whole (peak memory is per call: unchanged)."""
+        return Timing(ms=self.ms * factor, ms_p20=self.ms_p20 * factor, ms_p80=self.ms_p80 * factor,
+                      peak_mib=self.peak_mib)
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":

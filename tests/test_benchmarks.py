@@ -90,3 +90,21 @@ def test_soft_nms_benchmark_rows(monkeypatch):
         assert all(r["ms"] is not None or r["skipped"] for r in mine.values())
         # float64 numpy against our float32: the same picks on these well-separated random scores
         assert mine["numpy_loop"]["index_agreement_with_ours"] > 0.9
+
+
+def test_model_benchmark_times_the_reference_on_a_subset_and_scales(monkeypatch):
+    """The full-size inference path: ours on every video, the reference on the leading batches
+    that hold REFERENCE_VIDEOS_FULL videos, scaled to the whole set."""
+    import bench_model
+    from common import BenchConfig
+
+    monkeypatch.setattr(bench_model, "REFERENCE_VIDEOS_FULL", 17)
+    p = dict(model=dict(feature_dim=8, hidden=8, encoder_stride=1, max_duration=12, num_samples=3,
+                        samples_per_point=1, scorer_hidden=8, num_classes=3, refine_state=8,
+                        refine_train_segments=8, candidates=12),
+             videos=30, temporal_scale=16, batch=8)
+    rows = bench_model._inference_rows("inference_tiny", p, BenchConfig(device=torch.device("cpu"), warmup=0, reps=1))
+    fast, reference = rows
+    assert fast["ours"] and fast["timed_videos"] == fast["videos"] == 30
+    assert not reference["ours"] and reference["timed_videos"] == 24  # three batches of 8 hold >= 17
+    assert reference["ms"] > 0 and reference["videos_per_s"] == pytest.approx(30 / (reference["ms"] / 1e3))
