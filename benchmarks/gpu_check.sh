@@ -5,9 +5,10 @@
 # Everything lands under $OUT in at most 8 files (the benchmark folder travels as one tarball).
 #
 # A lent machine gives 15 minutes in all, starts included, and one command at most 10, so every
-# step has a time limit and all of them end within GPU_CHECK_BUDGET_S (default 480 s, the 8 minutes #7 allows) of the
-# start: a step that runs out leaves its log, and the benchmarks write their results after each
-# op, most wanted first, so a cut run still brings back what finished.
+# step has a time limit and all of them end within GPU_CHECK_BUDGET_S of the start (default 480 s:
+# the 8 minutes the main-job issue allows). A step that runs out leaves its log, and the
+# benchmarks write their results after each op, most wanted first, so a cut run still brings back
+# what finished.
 #
 #   run: bash benchmarks/gpu_check.sh        (timeout_s 600)
 set -uo pipefail
