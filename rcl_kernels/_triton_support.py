@@ -18,10 +18,6 @@ def triton_interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split("+")[0].split(".")[:2] if part.isdigit())
-
-
 def interpreter_problem() -> str | None:
     """Why the Triton interpreter cannot run our kernels here, or None. Triton < 3.7 converts a
     runtime loop bound to int from a 1-element array, which NumPy >= 2.4 refuses ("only
@@ -29,8 +25,9 @@ def interpreter_problem() -> str | None:
     if TRITON_VERSION is None:
         return "triton is not installed"
     import numpy
+    from torch.torch_version import TorchVersion  # version comparison that also takes tuples
 
-    if _version(TRITON_VERSION) < (3, 7) and _version(numpy.__version__) >= (2, 4):
+    if TorchVersion(TRITON_VERSION) < (3, 7) and TorchVersion(numpy.__version__) >= (2, 4):
         return (f"the interpreter of triton {TRITON_VERSION} fails with numpy {numpy.__version__} "
                 "(needs triton >= 3.7 or numpy < 2.4)")
     return None

@@ -324,6 +324,19 @@ def test_triton_gradcheck_float64(triton_device, padding):
     assert torch.autograd.gradcheck(lambda f, s: triton_soi.segment_interp_triton(f, s, 4, 3, 0.5, padding), (f, s))
 
 
+def assert_compiled_matches_eager(loss, features, segments, *, backend="inductor", **tolerance):
+    """loss(features, segments) and its two gradients, eager and under torch.compile(fullgraph)."""
+    results = []
+    for fn in (loss, torch.compile(loss, fullgraph=True, backend=backend)):
+        f = features.clone().requires_grad_()
+        s = segments.clone().requires_grad_()
+        value = fn(f, s)
+        value.backward()
+        results.append((value.detach(), f.grad, s.grad))
+    for eager, traced in zip(*results):
+        torch.testing.assert_close(traced, eager, **tolerance)
+
+
 def test_triton_compile_fullgraph(triton_device):
     # aot_eager traces through the fake and autograd registrations without needing a C++ or
     # CUDA toolchain for the interpreted CPU case; inductor is covered by the GPU test below.
@@ -334,16 +347,7 @@ def test_triton_compile_fullgraph(triton_device):
     def loss(f, s):
         return triton_soi.segment_interp_triton(f * 2, s, 4, 3, 0.5, "zeros").square().sum()
 
-    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
-    results = []
-    for fn in (loss, compiled):
-        f = features.clone().requires_grad_()
-        s = segments.clone().requires_grad_()
-        value = fn(f, s)
-        value.backward()
-        results.append((value.detach(), f.grad, s.grad))
-    for eager, traced in zip(*results):
-        torch.testing.assert_close(traced, eager)
+    assert_compiled_matches_eager(loss, features, segments, backend="aot_eager")
 
 
 # --------------------------------------------------------------------------------------------
@@ -494,16 +498,7 @@ def test_gpu_compile_fullgraph_inductor(backend):
     def loss(f, s):
         return op(f * 2, s, 8, 3, 0.5, "bmn").relu().square().sum()
 
-    compiled = torch.compile(loss, fullgraph=True)
-    results = []
-    for fn in (loss, compiled):
-        f = features.clone().requires_grad_()
-        s = segments.clone().requires_grad_()
-        value = fn(f, s)
-        value.backward()
-        results.append((value.detach(), f.grad, s.grad))
-    for eager, traced in zip(*results):
-        torch.testing.assert_close(traced, eager, rtol=1e-4, atol=1e-4)
+    assert_compiled_matches_eager(loss, features, segments, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.gpu
