@@ -10,7 +10,7 @@
 namespace {
 
 using namespace rcl_kernels;
-using namespace rcl_kernels::soi_cuda;
+using namespace rcl_kernels::segment_interp;
 
 Shape make_shape(int64_t B, int64_t C, int64_t T, int64_t K, int64_t N, int64_t S) {
   return Shape{B, C, T, K, N, S, N * S};
