@@ -14,13 +14,12 @@ through the public op.
 from __future__ import annotations
 
 import ctypes
-import pathlib
-import shutil
-import subprocess
 import warnings
 
 import pytest
 import torch
+from cuda_emulation import kernels as emulation
+from cuda_emulation.edge_corpus import awkward_segments
 from tolerances import assert_close_to_reference
 
 import rcl_kernels
@@ -29,35 +28,7 @@ from rcl_kernels._triton_support import triton_usable
 from rcl_kernels.reference.segment_interp import PADDINGS, segment_interp_reference
 from rcl_kernels.triton import segment_interp as triton_soi
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-PADDING_CODES = {"zeros": 0, "border": 1, "bmn": 2}
 HAS_CUDA = torch.cuda.is_available()
-
-
-def awkward_segments(B: int, K: int, T: int, generator: torch.Generator) -> torch.Tensor:
-    """(B, K, 2) float64 segments: random ones inside and outside [0, T-1], and in batch 0 (as
-    many as fit) the awkward cases: NaN, inf, huge, zero-length, very short, reversed, integer
-    grid anchors (positions exactly on integers, 0 and T-1 included), a window in BMN's (-1, 0)
-    truncation band."""
-    seg = torch.rand(B, K, 2, generator=generator, dtype=torch.float64) * (T + 4) - 3
-    special = torch.tensor(
-        [
-            [float("nan"), 3.0],
-            [float("inf"), 1e30],
-            [-1e30, 2.0],
-            [2.0, 1e30],
-            [2.0, 2.0],
-            [1.5, 1.5005],
-            [T - 1.5, 0.25],
-            [0.0, T - 1.0],
-            [1.0, 3.0],
-            [-0.9, -0.1],
-            [T - 1.2, T + 0.7],
-        ],
-        dtype=torch.float64,
-    )[:K]
-    seg[0, : special.shape[0]] = special
-    return seg
 
 
 def reference_with_grads(features, segments, grad_output, *args):
@@ -92,54 +63,13 @@ def assert_matches_exact(ours, exact, dtype, what, scale=1.0):
 
 @pytest.fixture(scope="module")
 def emulated_cuda(tmp_path_factory):
-    compiler = shutil.which("c++") or shutil.which("g++")
-    if compiler is None:
+    if emulation.compiler() is None:
         pytest.skip("no C++ compiler for the CUDA emulation")
-    lib = tmp_path_factory.mktemp("cuda_emulation") / "segment_interp_emulated.so"
-    cmd = [
-        compiler, "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", "-Wall", "-Wno-unknown-pragmas",
-        f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'tests' / 'cuda_emulation'}",
-        str(ROOT / "tests" / "cuda_emulation" / "segment_interp_emulated.cpp"), "-o", str(lib),
-    ]  # fmt: skip
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return ctypes.CDLL(str(lib))
+    return ctypes.CDLL(str(emulation.build("segment_interp_emulated", tmp_path_factory.mktemp("cuda_emulation"))))
 
 
-def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
-    return ctypes.c_void_p(t.data_ptr())
-
-
-def _sizes(*values) -> list[ctypes.c_int64]:
-    return [ctypes.c_int64(v) for v in values]
-
-
-def emulated_forward(lib, features, segments, N, S, context, padding, *, max_grid=1 << 30):
-    B, C, T = features.shape
-    K = segments.shape[1]
-    f = features.contiguous()
-    seg = segments.to(f.dtype).contiguous()
-    out = torch.full((B, K, C, N), 12345.0, dtype=f.dtype)  # every entry must be overwritten
-    entry = lib.soi_forward_f64 if f.dtype == torch.float64 else lib.soi_forward_f32
-    entry(_ptr(f), _ptr(seg), _ptr(out), *_sizes(B, C, T, K, N, S), ctypes.c_double(context),
-          ctypes.c_int(PADDING_CODES[padding]), ctypes.c_int64(max_grid))  # fmt: skip
-    return out
-
-
-def emulated_backward(
-    lib, grad_output, features, segments, N, S, context, padding, *, need=(True, True), max_grid=1 << 30, sms=4
-):
-    B, C, T = features.shape
-    K = segments.shape[1]
-    f = features.contiguous()
-    seg = segments.to(f.dtype).contiguous()
-    g = grad_output.to(f.dtype).contiguous()
-    grad_f = torch.zeros_like(f)
-    grad_s = torch.zeros((B, K, 2), dtype=f.dtype)
-    entry = lib.soi_backward_f64 if f.dtype == torch.float64 else lib.soi_backward_f32
-    entry(_ptr(g), _ptr(f), _ptr(seg), _ptr(grad_f), _ptr(grad_s), *_sizes(B, C, T, K, N, S),
-          ctypes.c_double(context), ctypes.c_int(PADDING_CODES[padding]), ctypes.c_int(need[0]),
-          ctypes.c_int(need[1]), ctypes.c_int64(max_grid), ctypes.c_int64(sms))  # fmt: skip
-    return grad_f, grad_s
+emulated_forward = emulation.segment_interp_forward
+emulated_backward = emulation.segment_interp_backward
 
 
 def check_emulated(

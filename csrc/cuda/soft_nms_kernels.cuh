@@ -222,8 +222,9 @@ inline int64_t candidate_bytes(int64_t P, bool labels) {
 inline LaunchPlan plan_launch(int P, int64_t V, bool labels, int multiprocessors, const SharedMemory& smem) {
   LaunchPlan plan{};
   const int per_thread = V >= 8 * static_cast<int64_t>(multiprocessors) ? 8 : 2;
-  const int wanted = (std::max(P, 1) + per_thread - 1) / per_thread;
-  plan.threads = std::min(kMaxThreads, std::max(kWarpSize, (wanted + kWarpSize - 1) / kWarpSize * kWarpSize));
+  const int64_t wanted = (std::max<int64_t>(P, 1) + per_thread - 1) / per_thread;  // P + 7 may overflow int
+  const int64_t warps = std::max<int64_t>(1, (wanted + kWarpSize - 1) / kWarpSize);
+  plan.threads = static_cast<int>(std::min<int64_t>(kMaxThreads, warps * kWarpSize));
   const int64_t bytes = candidate_bytes(P, labels);
   plan.global_scratch = smem.static_bytes + bytes > smem.optin_limit;
   plan.dynamic_bytes = plan.global_scratch ? 0 : bytes;

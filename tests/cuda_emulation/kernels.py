@@ -121,7 +121,7 @@ def soft_nms(lib, segments, scores, labels=None, lengths=None, *, method="gaussi
     out_cnt = torch.full((V,), 12345, dtype=torch.int64)
     t1, t2 = width_gate if width_gate is not None else (0.0, 0.0)
     global_memory = lib.soft_nms_emulated(
-        _ptr(seg), _ptr(sc), _ptr(lab), _ptr(lens), *_sizes(V, P), ctypes.c_int(METHOD_CODES[method]),
+        _ptr(seg), _ptr(sc), ctypes.c_int(lab is not None), _ptr(lab), _ptr(lens), *_sizes(V, P), ctypes.c_int(METHOD_CODES[method]),
         ctypes.c_double(sigma), ctypes.c_double(iou_threshold), ctypes.c_double(min_score), ctypes.c_int64(top_k),
         ctypes.c_int(width_gate is not None), ctypes.c_double(t1), ctypes.c_double(t2),
         ctypes.c_int(multiprocessors), ctypes.c_int64(optin_bytes), _ptr(out_seg), _ptr(out_sc),

@@ -45,7 +45,8 @@ extern "C" void soft_nms_plan(int64_t P, int64_t V, int labels, int multiprocess
 extern "C" int64_t soft_nms_static_shared_bytes() { return sizeof(ArgmaxScratch); }
 
 // Returns 1 when the candidates went to the global-memory path, 0 for shared memory.
-extern "C" int soft_nms_emulated(const float* segments, const float* scores, const int64_t* labels,
+// labels may be null with has_labels set (an empty labels tensor, P = 0).
+extern "C" int soft_nms_emulated(const float* segments, const float* scores, int has_labels, const int64_t* labels,
                                  const int64_t* lengths, int64_t V, int64_t P, int method, double sigma,
                                  double iou_threshold, double min_score, int64_t top_k, int width_gate,
                                  double gate_t1, double gate_t2, int multiprocessors, int64_t optin_limit,
@@ -53,20 +54,19 @@ extern "C" int soft_nms_emulated(const float* segments, const float* scores, con
                                  int64_t* out_counts) {
   const Params p = make_params(method, sigma, iou_threshold, min_score, width_gate != 0, gate_t1, gate_t2);
   const Inputs in{segments, scores, labels, lengths, static_cast<int>(P)};
-  const Outputs out{out_segments, out_scores, out_labels, out_indices, out_counts, top_k};
-  const bool has_labels = labels != nullptr;
-  const LaunchPlan plan = plan_launch(static_cast<int>(P), V, has_labels, multiprocessors,
+  const Outputs out{out_segments, out_scores, has_labels ? out_labels : nullptr, out_indices, out_counts, top_k};
+  const LaunchPlan plan = plan_launch(static_cast<int>(P), V, has_labels != 0, multiprocessors,
                                       SharedMemory{sizeof(ArgmaxScratch), 48 * 1024, optin_limit});
   if (V == 0) return plan.global_scratch;
   switch (p.method) {
     case Method::Gaussian:
-      run_method<Method::Gaussian>(has_labels, in, out, p, V, plan);
+      run_method<Method::Gaussian>(has_labels != 0, in, out, p, V, plan);
       break;
     case Method::Linear:
-      run_method<Method::Linear>(has_labels, in, out, p, V, plan);
+      run_method<Method::Linear>(has_labels != 0, in, out, p, V, plan);
       break;
     case Method::Hard:
-      run_method<Method::Hard>(has_labels, in, out, p, V, plan);
+      run_method<Method::Hard>(has_labels != 0, in, out, p, V, plan);
       break;
   }
   return plan.global_scratch;

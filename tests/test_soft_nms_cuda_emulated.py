@@ -1,0 +1,133 @@
+"""The CUDA Soft-NMS kernel (csrc/cuda/soft_nms_kernels.cuh) run on the CPU through
+tests/cuda_emulation, thread by thread with its warp shuffles and block barriers, against the
+CPU kernel: every output equal bit for bit, on the shared-memory path and on the
+global-memory path, over tests/cuda_emulation/edge_corpus.py. And the launcher's plan (threads,
+shared memory, opt-in) for every P around the shared-memory limits."""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+import torch
+from cuda_emulation import kernels as emulation
+from cuda_emulation.edge_corpus import soft_nms_cases
+
+from rcl_kernels._extension import has_kernel
+
+CASES = soft_nms_cases()
+# Candidates that need the opt-in above the 48 KiB default (H100 / H200: 227 KiB opt-in).
+STATIC_BYTES = 272  # ptxas: the argmax scratch of every soft_nms_kernel instance, sm_90
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    if emulation.compiler() is None:
+        pytest.skip("no C++ compiler for the CUDA emulation")
+    return ctypes.CDLL(str(emulation.build("soft_nms_emulated", tmp_path_factory.mktemp("cuda_emulation"))))
+
+
+def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal bits: values (NaN equal to NaN), dtypes and shapes."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.dtype == torch.float32:
+        return torch.equal(a.view(torch.int32), b.view(torch.int32))
+    return torch.equal(a, b)
+
+
+def cpu_kernel(case):
+    return torch.ops.rcl_kernels.soft_nms.default(*case.op_args())
+
+
+def assert_emulated_matches_cpu(lib, case, *, optin_bytes, expect_global):
+    if not has_kernel("soft_nms", "CPU"):
+        pytest.skip("the C++ CPU kernel was not built")
+    got = emulation.soft_nms(lib, case.segments, case.scores, case.labels, case.lengths, **case.kw,
+                             multiprocessors=case.multiprocessors, optin_bytes=optin_bytes)  # fmt: skip
+    want = cpu_kernel(case)
+    assert got.global_memory == expect_global
+    for name, g, w in zip(("segments", "scores", "labels", "indices", "counts"), got, want):
+        assert same(g, w), f"{case.name}: {name} differ\nemulated cuda {g}\ncpu {w}"
+
+
+def _shared_fits(case) -> bool:
+    bytes_ = case.scores.shape[1] * (12 + (8 if case.labels is not None else 0))
+    return STATIC_BYTES + bytes_ <= emulation.H100_OPTIN_BYTES
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_emulated_cuda_matches_cpu_kernel(lib, case):
+    """The launch as an H100 / H200 plans it: shared memory where the candidates fit."""
+    assert_emulated_matches_cpu(
+        lib, case, optin_bytes=emulation.H100_OPTIN_BYTES, expect_global=not _shared_fits(case)
+    )
+
+
+SMALL = [c for c in CASES if c.scores.shape[1] <= 2048]
+
+
+@pytest.mark.parametrize("case", SMALL, ids=[c.name for c in SMALL])
+def test_emulated_cuda_global_memory_path_matches_cpu_kernel(lib, case):
+    """No shared memory at all (opt-in limit 0): the candidates live in the global scratch."""
+    assert_emulated_matches_cpu(lib, case, optin_bytes=0, expect_global=True)
+
+
+def test_corpus_reaches_both_sides_of_the_capacity(lib):
+    sides = {_shared_fits(c) for c in CASES if c.scores.shape[1] > 10_000}
+    assert sides == {True, False}
+
+
+# --------------------------------------------------------------------------------------------
+# The launch plan (csrc/cuda/soft_nms_kernels.cuh, plan_launch), as the CUDA launcher calls it.
+
+
+def assert_valid_plan(plan, P, labels, *, static_bytes=STATIC_BYTES, default_bytes=48 * 1024,
+                      optin_bytes=emulation.H100_OPTIN_BYTES):  # fmt: skip
+    needed = P * (12 + (8 if labels else 0))
+    assert plan.threads % 32 == 0 and 32 <= plan.threads <= 1024
+    if plan.global_scratch:
+        assert static_bytes + needed > optin_bytes and plan.dynamic_bytes == 0, (P, plan)
+    else:
+        assert plan.dynamic_bytes == needed, (P, plan)
+    total = static_bytes + plan.dynamic_bytes
+    # Without opting in a launch may use static + dynamic <= the default limit; with, the
+    # dynamic part may be raised to the opt-in limit minus the static part.
+    assert total <= optin_bytes, (P, plan)
+    assert plan.opt_in == (total > default_bytes), (P, plan)
+
+
+@pytest.mark.parametrize("labels,P_range", [(False, range(4060, 4110)), (True, range(2435, 2470))])
+def test_launch_plan_at_the_default_shared_memory_limit(lib, labels, P_range):
+    """Issue 16: the old gate compared the dynamic bytes alone with 48 KiB, so P = 4074..4096
+    (2445..2457 with labels) launched without opting in and failed."""
+    for P in P_range:
+        plan = emulation.soft_nms_plan(lib, P, 3, labels)
+        assert_valid_plan(plan, P, labels)
+        if P in range(4074, 4097) or (labels and P in range(2445, 2458)):
+            assert plan.opt_in and not plan.global_scratch
+
+
+@pytest.mark.parametrize("labels", [False, True])
+def test_launch_plan_every_P_up_to_the_global_memory_path(lib, labels):
+    last_shared = (emulation.H100_OPTIN_BYTES - STATIC_BYTES) // (12 + (8 if labels else 0))
+    for P in [*range(0, 40), *range(last_shared - 40, last_shared + 40), 10**6, 2**31 - 1]:
+        for V, sms in ((1, 132), (2000, 132), (5, 1)):
+            plan = emulation.soft_nms_plan(lib, P, V, labels, multiprocessors=sms)
+            assert_valid_plan(plan, P, labels)
+            assert plan.global_scratch == (P > last_shared)
+
+
+def test_launch_plan_other_devices(lib):
+    """A100 (163 KiB opt-in), an sm_86 card (99 KiB), and a larger static part."""
+    for optin in (166_912, 101_376):
+        for static in (0, 272, 4096):
+            for P in range(1, 20_000, 7):
+                plan = emulation.soft_nms_plan(lib, P, 1, True, static_bytes=static, optin_bytes=optin)
+                assert_valid_plan(plan, P, True, static_bytes=static, optin_bytes=optin)
+
+
+def test_emulated_static_shared_bytes_match_the_device_build(lib):
+    """The emulation's stand-in for cudaFuncGetAttributes: the same scratch struct as on the
+    GPU (ptxas rounds it up to 272 bytes)."""
+    assert 0 < lib.soft_nms_static_shared_bytes() <= STATIC_BYTES
