@@ -144,3 +144,39 @@ def soft_nms_plan(lib, P, V, labels, *, multiprocessors=132, static_bytes=272, d
     lib.soft_nms_plan(*_sizes(P, V), ctypes.c_int(labels), ctypes.c_int(multiprocessors),
                       *_sizes(static_bytes, default_bytes, optin_bytes), plan)  # fmt: skip
     return LaunchPlan(int(plan[0]), int(plan[1]), bool(plan[2]), bool(plan[3]))
+
+
+# --------------------------------------------------------------------------------------------
+# The C++ CPU kernels as a sanitized operator library
+
+
+def build_sanitized_cpu_ops(directory: pathlib.Path) -> pathlib.Path:
+    """csrc's schema file(s) and csrc/cpu/*.cpp built with the sanitizers into one library for
+    torch.ops.load_library (not importable next to rcl_kernels._C: both register the ops).
+    The compiler is called directly (torch.utils.cpp_extension.load would load the library
+    into this process, which has no sanitizer runtime). Sources compile in parallel."""
+    from torch.utils.cpp_extension import include_paths, library_paths
+
+    sources = [s for s in sorted((ROOT / "csrc").glob("*.cpp")) if s.name != "python_module.cpp"]
+    sources += sorted((ROOT / "csrc" / "cpu").glob("*.cpp"))
+    abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
+    flags = ["-std=c++20", "-O1", "-fPIC", "-fopenmp", abi, f"-I{ROOT / 'csrc'}", *SANITIZE_FLAGS]
+    flags += [f"-isystem{p}" for p in include_paths()]
+    objects, jobs = [], []
+    for source in sources:
+        obj = directory / f"{source.parent.name}_{source.stem}.o"
+        objects.append(obj)
+        jobs.append(subprocess.Popen([compiler(), *flags, "-c", str(source), "-o", str(obj)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))  # fmt: skip
+    for source, job in zip(sources, jobs):
+        log, _ = job.communicate()
+        if job.returncode != 0:
+            raise RuntimeError(f"compiling {source} failed:\n{log}")
+    lib = directory / "rcl_kernels_sanitized_ops.so"
+    libs = [f"-L{p}" for p in library_paths()] + [f"-Wl,-rpath,{p}" for p in library_paths()]
+    cmd = [compiler(), "-shared", "-fopenmp", *SANITIZE_FLAGS[:1], *map(str, objects), "-o", str(lib), *libs,
+           "-lc10", "-ltorch_cpu"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"linking the sanitized CPU kernels failed:\n{result.stderr}")
+    return lib
