@@ -12,7 +12,8 @@
   (tests/tsan/racecheck.cpp; TSan cannot be loaded into Python). Zero reports, and a mutant with
   the argmax's result barrier removed must be reported.
 
-Linux with GCC's sanitizer runtimes only; skipped elsewhere.
+Linux with GCC's sanitizer runtimes only; skipped elsewhere, except where RCL_REQUIRE_SANITIZERS=1
+(CI sets it), where a missing runtime fails.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ CORPUS = ROOT / "tests" / "cuda_emulation" / "sanitized_corpus.py"
 REPORT_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "WARNING: ThreadSanitizer", "ERROR: LeakSanitizer")
 
 
+def skip_unless_required(reason: str) -> None:
+    if os.environ.get("RCL_REQUIRE_SANITIZERS") == "1":
+        pytest.fail(f"RCL_REQUIRE_SANITIZERS=1 but {reason}")
+    pytest.skip(reason)
+
+
 def runtime(name: str) -> str | None:
     """Path of GCC's sanitizer runtime `name` (e.g. libasan.so), or None."""
     if emulation.compiler() is None or not sys.platform.startswith("linux"):
@@ -44,7 +51,7 @@ def runtime(name: str) -> str | None:
 def asan_build(tmp_path_factory):
     preload = [runtime("libasan.so"), runtime("libubsan.so")]
     if None in preload:
-        pytest.skip("GCC's libasan / libubsan not found")
+        skip_unless_required("GCC's libasan / libubsan not found")
     directory = tmp_path_factory.mktemp("sanitized")
     for stem in ("segment_interp_emulated", "soft_nms_emulated"):
         emulation.build(stem, directory, sanitize=True)
@@ -127,7 +134,7 @@ def run_racecheck(exe: pathlib.Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def tsan_dir(tmp_path_factory):
     if runtime("libtsan.so") is None:
-        pytest.skip("GCC's libtsan not found")
+        skip_unless_required("GCC's libtsan not found")
     return tmp_path_factory.mktemp("tsan")
 
 

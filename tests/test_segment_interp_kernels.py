@@ -19,7 +19,7 @@ import warnings
 import pytest
 import torch
 from cuda_emulation import kernels as emulation
-from cuda_emulation.edge_corpus import awkward_segments
+from cuda_emulation.edge_corpus import SegmentInterpCase, awkward_segments
 from tolerances import assert_close_to_reference
 
 import rcl_kernels
@@ -139,6 +139,27 @@ def test_emulated_cuda_pair_overflow_is_reached(emulated_cuda):
     # The "pair-overflow" case above must really overflow: one long segment, 3 points, S = 40.
     segments = torch.tensor([[[0.0, 99.0]] * 10], dtype=torch.float64)
     check_emulated(emulated_cuda, 1, 3, 100, 10, 3, 40, 0.0, "zeros", torch.float64, segments=segments)
+
+
+@pytest.mark.parametrize("need", [(True, True), (False, True)], ids=["both", "segments-only"])
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_emulated_cuda_segment_gradient_with_non_finite_features(emulated_cuda, padding, need):
+    """Issue 16: the CUDA backward skipped every channel whose output gradient is 0, so where
+    those channels' features hold inf or NaN its segment gradient was finite, while the CPU
+    kernel, Triton and autograd compute 0 x inf = NaN. Now the NaN entries are the same."""
+    case = SegmentInterpCase("special", 2, 5, 9, 12, 7, 3, 0.5, padding, special_features=True)
+    features, segments, grad = case.inputs()
+    segments = segments.float()
+    args = (case.N, case.S, case.context, padding)
+    _, grad_s = emulated_backward(emulated_cuda, grad, features, segments, *args, need=need)
+    f = features.clone().requires_grad_()
+    s = segments.clone().requires_grad_()
+    expected = torch.autograd.grad(segment_interp_reference(f, s, *args), s, grad)[0]
+    assert (grad[:, :, :3] == 0).all() and expected.isnan().any()  # the case reaches the defect
+    torch.testing.assert_close(grad_s, expected, rtol=1e-4, atol=1e-4, equal_nan=True)
+    if has_kernel("segment_interp", "CPU"):
+        cpu = torch.ops.rcl_kernels.segment_interp_backward(grad, features, segments, *args, *need)[1]
+        torch.testing.assert_close(grad_s, cpu, rtol=1e-4, atol=1e-4, equal_nan=True)
 
 
 # --------------------------------------------------------------------------------------------
