@@ -473,3 +473,27 @@ def test_gpu_no_host_synchronisation_and_side_stream(backend):
     torch.testing.assert_close(out, expected)
     for got, want in zip(grads, expected_grads):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_gpu_second_device(backend):
+    """Inputs on cuda:1 while cuda:0 is current: kernels must run on the inputs' device."""
+    _gpu_backend_or_skip(backend)
+    if torch.cuda.device_count() < 2:
+        pytest.skip("one GPU")
+    gen = torch.Generator().manual_seed(8)
+    features = torch.randn(2, 9, 30, generator=gen)
+    segments = (torch.rand(2, 14, 2, generator=gen) * 34 - 2).sort(-1).values
+    grad_output = torch.randn(2, 14, 9, 6, generator=gen)
+    results = {}
+    with torch.cuda.device(0):
+        for name, device in (("cpu", "cpu"), (backend, "cuda:1")):
+            f = features.to(device).requires_grad_()
+            s = segments.to(device).requires_grad_()
+            out = rcl_kernels.segment_interp(f, s, 6, samples_per_point=3, context=0.5, backend=name)
+            grads = torch.autograd.grad(out, (f, s), grad_output.to(device))
+            assert out.device == torch.device(device) and all(g.device == out.device for g in grads)
+            results[name] = [t.cpu() for t in (out, *grads)]
+    for got, want in zip(results[backend], results["cpu"]):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

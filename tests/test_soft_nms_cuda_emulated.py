@@ -11,7 +11,7 @@ import ctypes
 import pytest
 import torch
 from cuda_emulation import kernels as emulation
-from cuda_emulation.edge_corpus import soft_nms_cases
+from cuda_emulation.edge_corpus import large_case, soft_nms_cases
 
 from rcl_kernels._extension import has_kernel
 
@@ -131,3 +131,53 @@ def test_emulated_static_shared_bytes_match_the_device_build(lib):
     """The emulation's stand-in for cudaFuncGetAttributes: the same scratch struct as on the
     GPU (ptxas rounds it up to 272 bytes)."""
     assert 0 < lib.soft_nms_static_shared_bytes() <= STATIC_BYTES
+
+
+# --------------------------------------------------------------------------------------------
+# On the GPU: the same boundaries through the real launch, and a second device.
+
+
+def _cuda_vs_cpu(segments, scores, labels, *, top_k, device="cuda"):
+    args = ("gaussian", 0.5, 0.1, 0.001, top_k, False, 0.0, 0.0)
+    want = torch.ops.rcl_kernels.soft_nms.default(segments, scores, labels, None, *args)
+    on = [t.to(device) if t is not None else None for t in (segments, scores, labels)]
+    got = torch.ops.rcl_kernels.soft_nms.default(*on, None, *args)
+    for name, g, w in zip(("segments", "scores", "labels", "indices", "counts"), got, want):
+        assert g.device == torch.device(device)
+        assert same(g.cpu(), w), f"P = {scores.shape[1]}: {name} differ"
+
+
+def _require_cuda_kernel():
+    if not (torch.cuda.is_available() and has_kernel("soft_nms", "CUDA") and has_kernel("soft_nms", "CPU")):
+        pytest.skip("needs the CUDA and CPU kernels and a GPU")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("labelled", [False, True])
+def test_gpu_launches_at_every_shared_memory_boundary(labelled):
+    """P on both sides of the 48 KiB default limit and of the device's opt-in capacity."""
+    _require_cuda_kernel()
+    per = 12 + (8 if labelled else 0)
+    optin = getattr(torch.cuda.get_device_properties(0), "shared_memory_per_block_optin", emulation.H100_OPTIN_BYTES)
+    default_edge = (48 * 1024 - STATIC_BYTES) // per
+    capacity_edge = (optin - STATIC_BYTES) // per
+    sizes = [default_edge, default_edge + 1, 4074, 4096, 2445, 2457, capacity_edge, capacity_edge + 1]
+    for P in sorted(set(sizes)):
+        gen = torch.Generator().manual_seed(P)
+        start = torch.rand(2, P, generator=gen) * 50
+        segments = torch.stack([start, start + torch.rand(2, P, generator=gen) * 5], -1)
+        scores = torch.rand(2, P, generator=gen)
+        labels = torch.randint(0, 7, (2, P), generator=gen) if labelled else None
+        _cuda_vs_cpu(segments, scores, labels, top_k=30)
+
+
+@pytest.mark.gpu
+def test_gpu_second_device():
+    """Inputs on cuda:1 while cuda:0 is current: the kernel must run on the inputs' device."""
+    _require_cuda_kernel()
+    if torch.cuda.device_count() < 2:
+        pytest.skip("one GPU")
+    case = next(c for c in CASES if c.name == "many-labels")
+    with torch.cuda.device(0):
+        _cuda_vs_cpu(case.segments, case.scores, case.labels, top_k=50, device="cuda:1")
+        _cuda_vs_cpu(*large_case(20_000, False, top_k=10).op_args()[:3], top_k=10, device="cuda:1")

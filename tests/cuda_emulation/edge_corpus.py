@@ -120,14 +120,14 @@ def soft_nms_cases() -> list[SoftNmsCase]:
     # P around the 48 KiB default shared-memory limit (issue 16: 4074..4096 without labels,
     # 2445..2457 with) and around the opt-in capacity, beyond which the global-memory path runs.
     for P, labelled in ((4074, False), (4096, False), (2445, True), (2457, True)):
-        add(_large(P, labelled, top_k=20))
+        add(large_case(P, labelled, top_k=20))
     for P, labelled in (((H100_OPTIN_BYTES - 272) // 12, False), ((H100_OPTIN_BYTES - 272) // 12 + 1, False),
                         ((H100_OPTIN_BYTES - 272) // 20 + 1, True)):  # fmt: skip
-        add(_large(P, labelled, top_k=6))
+        add(large_case(P, labelled, top_k=6))
     return cases
 
 
-def _large(P: int, labelled: bool, *, top_k: int) -> SoftNmsCase:
+def large_case(P: int, labelled: bool, *, top_k: int) -> SoftNmsCase:
     seg, sc = proposals(1, P, P, scale=50.0)
     labels = torch.randint(0, 7, (1, P), generator=torch.Generator().manual_seed(P)) if labelled else None
     return SoftNmsCase(f"P{P}-labels{labelled}", seg, sc, labels, kw={"top_k": top_k, "iou_threshold": 0.1})
