@@ -270,7 +270,8 @@ struct Stacks {
 #endif  // RCL_EMULATION_OS_THREADS
 
 struct Block {
-  Block(int threads, size_t shared_bytes) : barrier(threads), shared(shared_bytes, 0xFF), exchange(warps_of(threads)), turn(warps_of(threads)) {
+  Block(int threads, size_t shared_bytes)
+      : barrier(threads), shared(shared_bytes, 0xFF), exchange(warps_of(threads)), turn(warps_of(threads)) {
     for (int w = 0; w < warps_of(threads); ++w) {
       warp_barriers.emplace_back(std::make_unique<Barrier>(std::min(32, threads - 32 * w)));
     }

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .kernels import H100_OPTIN_BYTES
+from .kernels import H100_OPTIN_BYTES, STATIC_BYTES
 
 INF, NAN = float("inf"), float("nan")
 PADDINGS = ("zeros", "border", "bmn")
@@ -121,8 +121,9 @@ def soft_nms_cases() -> list[SoftNmsCase]:
     # 2445..2457 with) and around the opt-in capacity, beyond which the global-memory path runs.
     for P, labelled in ((4074, False), (4096, False), (2445, True), (2457, True)):
         add(large_case(P, labelled, top_k=20))
-    for P, labelled in (((H100_OPTIN_BYTES - 272) // 12, False), ((H100_OPTIN_BYTES - 272) // 12 + 1, False),
-                        ((H100_OPTIN_BYTES - 272) // 20 + 1, True)):  # fmt: skip
+    last_shared = (H100_OPTIN_BYTES - STATIC_BYTES) // 12
+    last_shared_labelled = (H100_OPTIN_BYTES - STATIC_BYTES) // 20
+    for P, labelled in ((last_shared, False), (last_shared + 1, False), (last_shared_labelled + 1, True)):
         add(large_case(P, labelled, top_k=6))
     return cases
 

@@ -93,6 +93,8 @@ def segment_interp_backward(
 
 # cudaDevAttrMaxSharedMemoryPerBlockOptin of the H100 / H200 (227 KiB).
 H100_OPTIN_BYTES = 232_448
+# Static shared memory of every soft_nms_kernel instance (ptxas, sm_90: the argmax scratch).
+STATIC_BYTES = 272
 
 
 class SoftNmsRun(NamedTuple):
@@ -106,7 +108,7 @@ class SoftNmsRun(NamedTuple):
 
 def soft_nms(lib, segments, scores, labels=None, lengths=None, *, method="gaussian", sigma=0.5,
              iou_threshold=0.0, min_score=0.001, top_k=100, width_gate=None, multiprocessors=132,
-             optin_bytes=H100_OPTIN_BYTES) -> SoftNmsRun:  # fmt: skip
+             static_bytes=STATIC_BYTES, optin_bytes=H100_OPTIN_BYTES) -> SoftNmsRun:  # fmt: skip
     """The emulated CUDA Soft-NMS on (V, P, 2) segments, with the arguments of
     torch.ops.rcl_kernels.soft_nms. Outputs start as garbage: the kernel must write them all."""
     V, P = scores.shape
@@ -121,10 +123,11 @@ def soft_nms(lib, segments, scores, labels=None, lengths=None, *, method="gaussi
     out_cnt = torch.full((V,), 12345, dtype=torch.int64)
     t1, t2 = width_gate if width_gate is not None else (0.0, 0.0)
     global_memory = lib.soft_nms_emulated(
-        _ptr(seg), _ptr(sc), ctypes.c_int(lab is not None), _ptr(lab), _ptr(lens), *_sizes(V, P), ctypes.c_int(METHOD_CODES[method]),
+        _ptr(seg), _ptr(sc), ctypes.c_int(lab is not None), _ptr(lab), _ptr(lens), *_sizes(V, P),
+        ctypes.c_int(METHOD_CODES[method]),
         ctypes.c_double(sigma), ctypes.c_double(iou_threshold), ctypes.c_double(min_score), ctypes.c_int64(top_k),
         ctypes.c_int(width_gate is not None), ctypes.c_double(t1), ctypes.c_double(t2),
-        ctypes.c_int(multiprocessors), ctypes.c_int64(optin_bytes), _ptr(out_seg), _ptr(out_sc),
+        ctypes.c_int(multiprocessors), *_sizes(static_bytes, optin_bytes), _ptr(out_seg), _ptr(out_sc),
         _ptr(out_lab if lab is not None else None), _ptr(out_idx), _ptr(out_cnt),
     )  # fmt: skip
     return SoftNmsRun(out_seg, out_sc, out_lab, out_idx, out_cnt, bool(global_memory))
@@ -137,8 +140,8 @@ class LaunchPlan(NamedTuple):
     opt_in: bool
 
 
-def soft_nms_plan(lib, P, V, labels, *, multiprocessors=132, static_bytes=272, default_bytes=48 * 1024,
-                  optin_bytes=H100_OPTIN_BYTES) -> LaunchPlan:  # fmt: skip
+def soft_nms_plan(lib, P, V, labels, *, multiprocessors=132, static_bytes=STATIC_BYTES,
+                  default_bytes=48 * 1024, optin_bytes=H100_OPTIN_BYTES) -> LaunchPlan:  # fmt: skip
     """csrc/cuda/soft_nms_kernels.cuh's plan_launch (what the CUDA launcher decides)."""
     plan = (ctypes.c_int64 * 4)()
     lib.soft_nms_plan(*_sizes(P, V), ctypes.c_int(labels), ctypes.c_int(multiprocessors),

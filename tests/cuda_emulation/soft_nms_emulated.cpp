@@ -1,8 +1,9 @@
 // The CUDA Soft-NMS kernel (csrc/cuda/soft_nms_kernels.cuh) compiled for the CPU on top of
 // cuda_emulation.h, behind a C interface for ctypes (tests/test_soft_nms_cuda_emulated.py).
-// The launch plan is the CUDA entry point's, with the kernel's static shared memory for
-// cudaFuncGetAttributes and the caller's `optin_limit` for the device's opt-in limit (so a
-// test can send small P down the global-memory path), `multiprocessors` for the SM count.
+// The launch plan is the CUDA entry point's, with the caller's `static_bytes` standing in for
+// cudaFuncGetAttributes (what ptxas reports for the device build), `optin_limit` for the
+// device's opt-in limit (so a test can send small P down the global-memory path) and
+// `multiprocessors` for the SM count.
 #include "cuda_emulation.h"
 // The emulation macros must come first.
 #include "cuda/soft_nms_kernels.cuh"
@@ -49,14 +50,14 @@ extern "C" int64_t soft_nms_static_shared_bytes() { return sizeof(ArgmaxScratch)
 extern "C" int soft_nms_emulated(const float* segments, const float* scores, int has_labels, const int64_t* labels,
                                  const int64_t* lengths, int64_t V, int64_t P, int method, double sigma,
                                  double iou_threshold, double min_score, int64_t top_k, int width_gate,
-                                 double gate_t1, double gate_t2, int multiprocessors, int64_t optin_limit,
-                                 float* out_segments, float* out_scores, int64_t* out_labels, int64_t* out_indices,
-                                 int64_t* out_counts) {
+                                 double gate_t1, double gate_t2, int multiprocessors, int64_t static_bytes,
+                                 int64_t optin_limit, float* out_segments, float* out_scores, int64_t* out_labels,
+                                 int64_t* out_indices, int64_t* out_counts) {
   const Params p = make_params(method, sigma, iou_threshold, min_score, width_gate != 0, gate_t1, gate_t2);
   const Inputs in{segments, scores, labels, lengths, static_cast<int>(P)};
   const Outputs out{out_segments, out_scores, has_labels ? out_labels : nullptr, out_indices, out_counts, top_k};
   const LaunchPlan plan = plan_launch(static_cast<int>(P), V, has_labels != 0, multiprocessors,
-                                      SharedMemory{sizeof(ArgmaxScratch), 48 * 1024, optin_limit});
+                                      SharedMemory{static_bytes, 48 * 1024, optin_limit});
   if (V == 0) return plan.global_scratch;
   switch (p.method) {
     case Method::Gaussian:
