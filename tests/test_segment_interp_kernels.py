@@ -2,7 +2,7 @@
 through the public op.
 
 - CUDA kernels on the CPU: csrc/cuda/segment_interp_kernels.cuh compiled with the host compiler
-  on top of tests/cuda_emulation (each CUDA thread an OS thread, real barriers and atomics), so
+  on top of tests/cuda_emulation (each CUDA thread its own fiber and stack, real barriers), so
   the kernel code, including the paths only odd shapes reach (point tiles, pair overflow, the
   feature gradient without a shared-memory slab, blocks looping over work), runs in CI.
 - Triton kernels and their torch.library operators: on CPU tensors under TRITON_INTERPRET=1

@@ -26,15 +26,6 @@ def lib(tmp_path_factory):
     return ctypes.CDLL(str(emulation.build("soft_nms_emulated", tmp_path_factory.mktemp("cuda_emulation"))))
 
 
-def same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Equal bits: values (NaN equal to NaN), dtypes and shapes."""
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    if a.dtype == torch.float32:
-        return torch.equal(a.view(torch.int32), b.view(torch.int32))
-    return torch.equal(a, b)
-
-
 def cpu_kernel(case):
     return torch.ops.rcl_kernels.soft_nms.default(*case.op_args())
 
@@ -47,7 +38,7 @@ def assert_emulated_matches_cpu(lib, case, *, optin_bytes, expect_global):
     want = cpu_kernel(case)
     assert got.global_memory == expect_global
     for name, g, w in zip(("segments", "scores", "labels", "indices", "counts"), got, want):
-        assert same(g, w), f"{case.name}: {name} differ\nemulated cuda {g}\ncpu {w}"
+        assert emulation.same_bits(g, w), f"{case.name}: {name} differ\nemulated cuda {g}\ncpu {w}"
 
 
 def _shared_fits(case) -> bool:
@@ -143,7 +134,7 @@ def _cuda_vs_cpu(segments, scores, labels, *, top_k, device="cuda"):
     got = torch.ops.rcl_kernels.soft_nms.default(*on, None, *args)
     for name, g, w in zip(("segments", "scores", "labels", "indices", "counts"), got, want):
         assert g.device == torch.device(device)
-        assert same(g.cpu(), w), f"P = {scores.shape[1]}: {name} differ"
+        assert emulation.same_bits(g.cpu(), w), f"P = {scores.shape[1]}: {name} differ"
 
 
 def _require_cuda_kernel():

@@ -33,14 +33,6 @@ from cuda_emulation.edge_corpus import segment_interp_cases, segment_interp_empt
 RUNS: collections.Counter = collections.Counter()
 
 
-def bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    if a.dtype == torch.float32:
-        return torch.equal(a.view(torch.int32), b.view(torch.int32))
-    return torch.equal(a, b)
-
-
 def close(a: torch.Tensor, b: torch.Tensor, what: str, *, where_finite: bool = False) -> None:
     """Same NaN and inf entries; finite entries within a tolerance for summation order.
     where_finite: only where b is finite."""
@@ -69,7 +61,7 @@ def run_soft_nms(lib) -> None:
                                      multiprocessors=case.multiprocessors, optin_bytes=optin)  # fmt: skip
             RUNS["soft_nms cuda (global memory)" if got.global_memory else "soft_nms cuda (shared memory)"] += 1
             for name, g, w in zip(got._fields, got, want):
-                if not bits_equal(g, w):
+                if not emulation.same_bits(g, w):
                     raise AssertionError(f"soft_nms {case.name} optin={optin}: {name} differ")
 
 
