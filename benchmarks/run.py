@@ -18,6 +18,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 
 import torch
 from tqdm import tqdm
@@ -30,17 +31,19 @@ from ceilings import measure_ceilings  # noqa: E402
 # name -> module with run(cfg) (and optionally sweep(cfg) for the plots)
 BENCHMARKS = {
     "segment_interp": "bench_segment_interp",
-    "anchor_scoring": "bench_anchor_scoring",
+    "score_anchors": "bench_score_anchors",
     "soft_nms": "bench_soft_nms",
     "evaluation": "bench_evaluation",
     "model": "bench_model",
 }
+# Benchmark names of an earlier release, accepted by --only for one release with a warning.
+RENAMED_BENCHMARKS = {"anchor_scoring": "score_anchors"}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--only", action="append", default=[], choices=sorted(BENCHMARKS),
+    parser.add_argument("--only", action="append", default=[], choices=sorted(BENCHMARKS) + sorted(RENAMED_BENCHMARKS),
                         help="run only this benchmark (repeatable)")
     parser.add_argument("--full", action="store_true", help="full problem sizes even on a CPU")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 10 on GPU, 3 on CPU)")
@@ -49,6 +52,11 @@ def main(argv=None) -> int:
     parser.add_argument("--compare", metavar="OLD_JSON", help="report what got slower than in OLD_JSON")
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/results/<device>-<date>)")
     args = parser.parse_args(argv)
+    for i, name in enumerate(args.only):
+        if name in RENAMED_BENCHMARKS:
+            warnings.warn(f"benchmark {name!r} is now called {RENAMED_BENCHMARKS[name]!r}", DeprecationWarning,
+                          stacklevel=1)
+            args.only[i] = RENAMED_BENCHMARKS[name]
 
     device = torch.device(args.device)
     quick = device.type == "cpu" and not args.full

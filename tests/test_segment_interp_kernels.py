@@ -26,11 +26,11 @@ from tolerances import assert_close_to_reference
 import rcl_kernels
 from rcl_kernels._extension import has_kernel
 from rcl_kernels._triton_support import triton_usable
-from rcl_kernels.reference.segment_interp import PADDINGS, segment_interp_reference
+from rcl_kernels._vocabulary import PADDING_CODES, PADDINGS
+from rcl_kernels.reference.segment_interp import segment_interp_reference
 from rcl_kernels.triton import segment_interp as triton_soi
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PADDING_CODES = {"zeros": 0, "border": 1, "bmn": 2}
 HAS_CUDA = torch.cuda.is_available()
 
 
