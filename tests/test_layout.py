@@ -158,3 +158,28 @@ def test_layers_import_one_way():
 def test_every_layer_exists(layer):
     # a renamed package must be renamed here too, or the checks above silently check nothing
     assert (PACKAGE / layer).is_dir()
+
+
+ROOT = PACKAGE.parent
+# Each public op, and the files its name must find (README's Layout section).
+OPS = {
+    "segment_interp": ["csrc/segment_interp.cpp", "csrc/cpu/segment_interp_cpu.cpp", "csrc/cuda/segment_interp_cuda.cu",
+                       "rcl_kernels/triton/segment_interp.py"],
+    "score_anchors": ["rcl_kernels/cpu/score_anchors.py", "rcl_kernels/triton/score_anchors.py",
+                      "rcl_kernels/nn/score_anchors.py"],
+    "soft_nms": ["csrc/soft_nms.cpp", "csrc/cpu/soft_nms_cpu.cpp", "csrc/cuda/soft_nms_cuda.cu"],
+}
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_an_ops_name_finds_its_whole_story(op):
+    expected = [f"rcl_kernels/ops/{op}.py", f"rcl_kernels/reference/{op}.py", f"tests/test_{op}.py",
+                f"benchmarks/bench_{op}.py", f"python/{op}_example.py", *OPS[op]]
+    found = {str(p.relative_to(ROOT)) for p in ROOT.rglob(f"*{op}*") if "build" not in p.parts}
+    assert not set(expected) - found, f"missing: {sorted(set(expected) - found)}"
+    # the schema is in a file the name finds: csrc/<op>.cpp for a C++ op, a custom_op for Triton
+    schema_files = [p for p in found if p.endswith(".cpp") or p.endswith(".py")]
+    declared = [p for p in schema_files
+                if f'm.def(\n      "{op}(' in (ROOT / p).read_text() or f'custom_op("rcl_kernels::{op}' in (ROOT / p).read_text()]
+    assert declared, f"no schema of {op} in a file named after it"
+    assert getattr(__import__("rcl_kernels"), op).__module__ == f"rcl_kernels.ops.{op}"

@@ -1,8 +1,9 @@
 """SoI: continuous segment feature interpolation, the public op and its torch.library glue.
 
-The C++ operator rcl_kernels::segment_interp (CPU and CUDA kernels) gets its fake kernel and
-autograd formula here (their schemas are in csrc/ops.cpp); the Triton backend is its own operator,
-declared in rcl_kernels/triton/segment_interp.py with the same schema; the reference backend is plain PyTorch and differentiates by autograd.
+The C++ operator rcl_kernels::segment_interp (schema in csrc/segment_interp.cpp, CPU and CUDA
+kernels) gets its fake kernel and autograd formula here; the Triton backend is its own operator,
+declared in rcl_kernels/triton/segment_interp.py with the same schema; the reference backend is
+plain PyTorch and differentiates by autograd.
 """
 
 from __future__ import annotations
