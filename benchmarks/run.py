@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import RESULTS_DIR, BenchConfig, environment, ratio_table  # noqa: E402
+from common import BenchConfig, default_results_dir, environment, ratio_table, write_results  # noqa: E402
 from ceilings import measure_ceilings  # noqa: E402
 
 # name -> module with run(cfg) (and optionally sweep(cfg) for the plots)
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
 
     ceilings = measure_ceilings(cfg)
     names = args.only or list(BENCHMARKS)
-    out_dir = args.out or os.path.join(RESULTS_DIR, f"{_device_tag(env)}-{env['date'][:10]}")
+    out_dir = args.out or default_results_dir(env)
     os.makedirs(out_dir, exist_ok=True)
     result = {"environment": env, "ceilings": ceilings, "problems": {}, "skipped_benchmarks": {}, "rows": [],
               "sweeps": [], "wall_s": 0.0}
@@ -91,11 +91,11 @@ def main(argv=None) -> int:
             result["problems"][name] = module.problems(quick)
         result["wall_s"] = time.time() - t_start
         # Written after every benchmark, so a run stopped by a time limit keeps what it finished.
-        write_results(result, out_dir)
+        write_results(out_dir, "results", result, "summary", summary_markdown(result))
         tqdm.write(f"  {name}: {time.time() - t0:.0f} s")
 
     result["wall_s"] = time.time() - t_start
-    write_results(result, out_dir)
+    write_results(out_dir, "results", result, "summary", summary_markdown(result))
     print(summary_markdown(result))
     if not args.no_plots:
         from plots import make_plots
@@ -106,18 +106,6 @@ def main(argv=None) -> int:
     if args.compare:
         print(compare(args.compare, result["rows"]))
     return 1 if result["skipped_benchmarks"] else 0
-
-
-def _device_tag(env: dict) -> str:
-    return env["device"].replace(" ", "_").replace("/", "_") if env["device_type"] == "cuda" else "cpu"
-
-
-def write_results(result: dict, out_dir: str) -> None:
-    """results.json and summary.md of what has run so far."""
-    with open(os.path.join(out_dir, "results.json"), "w") as fh:
-        json.dump(result, fh, indent=1)
-    with open(os.path.join(out_dir, "summary.md"), "w") as fh:
-        fh.write(summary_markdown(result))
 
 
 def add_ceiling_fractions(rows: list[dict], ceilings: dict) -> None:
