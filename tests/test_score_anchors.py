@@ -107,6 +107,13 @@ def check_against_reference(backend, tensors, kw, *, grads=True, factor=2.0):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 def test_matches_reference_per_dtype(backend, dtype):
     tensors, kw = make_problem(dtype=dtype)
+    if dtype in LOW_PRECISION:
+        # relu's gradient jumps at 0: a pre-activation within rounding of 0 takes the other side
+        # in another summation order, moving the gradient by a whole row, whatever the kernel's
+        # accuracy. The smooth activation measures the gradients' rounding error; relu's 16-bit
+        # forward is checked below and its gradients in float32.
+        check_against_reference(backend, tensors, kw, grads=False)
+        kw["activation"] = "gelu"
     check_against_reference(backend, tensors, kw)
 
 
