@@ -35,8 +35,9 @@ class Bins:
     labels: tuple[str, ...]
 
     def __post_init__(self):
-        if len(self.edges) != len(self.labels) + 1 or np.any(np.diff(self.edges) <= 0):
-            raise ValueError(f"Bins: need increasing edges, one more than labels; got {self.edges}, {self.labels}")
+        # Equal edges make an empty bin (quantile edges of few values), which is allowed.
+        if len(self.edges) != len(self.labels) + 1 or np.any(np.diff(self.edges) < 0):
+            raise ValueError(f"Bins: need non-decreasing edges, one more than labels; got {self.edges}, {self.labels}")
 
     @classmethod
     def from_edges(cls, edges) -> Bins:
