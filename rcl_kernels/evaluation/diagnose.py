@@ -264,7 +264,7 @@ def diagnose(predictions, ground_truth, dataset: str = "activitynet", *, tiou_th
     det = load_detections(predictions, gt, unknown_videos="false_positive", reversed=reversed, class_list=class_list)
     extra = read_extra_characteristics(extra_characteristics, gt) if extra_characteristics is not None else None
     evaluated = gt.num_instances > 0
-    gt, values, removed = _clean_ground_truth(gt, instance_characteristics(gt, extra))
+    gt, values, num_removed = _clean_ground_truth(gt, instance_characteristics(gt, extra))
     C = len(gt.classes)
     npos = gt.num_instances
     n = float(len(gt.label) // max(int(evaluated.sum()), 1)) if average_instances is None else float(average_instances)
@@ -301,9 +301,9 @@ def diagnose(predictions, ground_truth, dataset: str = "activitynet", *, tiou_th
             if not in_bin.any():
                 sensitivity[name][label] = float("nan")
                 continue
-            removed = ~(unmatched | ((lowest == i) & (highest == i)))
+            elsewhere = ~(unmatched | ((lowest == i) & (highest == i)))
             npos_bin = np.bincount(gt.label[in_bin], minlength=C)
-            ap_bin = normalized_ap(everything, tp, npos_bin, n, removed)
+            ap_bin = normalized_ap(everything, tp, npos_bin, n, elsewhere)
             sensitivity[name][label] = float(np.nanmean(ap_bin.mean(axis=0)[npos_bin > 0]))
             false_negative[name][label] = float(np.mean(1.0 - found[:, in_bin].sum(axis=1) / in_bin.sum()))
 
@@ -336,7 +336,7 @@ def diagnose(predictions, ground_truth, dataset: str = "activitynet", *, tiou_th
             profile[g] = per_type.mean(axis=0) / members.sum()
 
     return Diagnosis(dataset, thresholds, tuple(c for c, e in zip(gt.classes, evaluated) if e), n, map_n,
-                     sensitivity, false_negative, counts, profile, base, gains, len(det), len(lim_order), removed)
+                     sensitivity, false_negative, counts, profile, base, gains, len(det), len(lim_order), num_removed)
 
 
 def _bucket_order(b: Bins) -> list[int]:
