@@ -2,15 +2,19 @@
 
 Ground truth: a GroundTruth, a list of rcl_kernels.data.annotations.VideoAnnotation, an
 ActivityNet/ActionFormer `{"database": ...}` object, a BSN json object, an arrays mapping
-`{"video": (G,) ids, "label": (G,) names, "segment": (G, 2)}`, or a path to a .json / G-TAD .csv.
+`{"video": (G,) ids, "label": (G,) names, "segment": (G, 2)}`, a path to a .json / G-TAD .csv, or
+the THUMOS14 kit's groundtruth folder (rcl_kernels.evaluation.thumos14_kit).
 
 Detections: `{"results": {video: [{"label", "score", "segment"}]}}` (ActivityNet's submission
 format; "label" is omitted for proposals), the bare `{video: [...]}` mapping, an arrays mapping
-`{"video": (P,), "label": (P,), "score": (P,), "segment": (P, 2)}`, or a path to a .json file.
+`{"video": (P,), "label": (P,), "score": (P,), "segment": (P, 2)}`, a path to a .json file, or a
+THUMOS14 kit detection file (.txt lines `video start end class_id score`).
 Labels are class names, or integer indices into the ground truth's classes.
 
-Nothing is dropped silently: an unknown video or label, a missing field, a non-finite score or
-segment, or a segment with end < start raises ValueError naming the video, the entry and the field.
+Nothing is dropped silently: an unknown video or label, a missing field, or a non-finite score or
+segment raises AnnotationError (alias EvaluationInputError, a ValueError) naming the video and
+entry (or file and line) and the field; a segment with end < start too, unless the reversed policy
+says "swap" or "drop", and then Detections.report counts them.
 """
 
 from __future__ import annotations
