@@ -79,7 +79,8 @@ DETAD_BINS: dict[str, dict[str, Bins]] = {
 COMPUTED_CHARACTERISTICS = ("coverage", "length", "num-instances")
 EXTRA_CHARACTERISTICS = ("context-size", "context-distance", "agreement")
 # The order DETAD's figures put buckets in (plot_sensitivity_analysis's buckets_order).
-DETAD_BUCKET_ORDER = ("0", "1", "2", "3", "4", "5", "6", "XW", "W", "XS", "S", "N", "M", "F", "Inf", "L", "XL", "H", "XH")
+DETAD_BUCKET_ORDER = ("0", "1", "2", "3", "4", "5", "6", "XW", "W", "XS", "S", "N", "M", "F", "Inf", "L", "XL",
+                      "H", "XH")
 
 
 def instance_characteristics(gt: GroundTruth, extra: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:

@@ -41,7 +41,8 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ambiguous", metavar="CSV",
                         help="G-TAD csv whose Ambiguous regions to add (thumos14 protocol)")
     parser.add_argument("--class-list", metavar="TXT",
-                        help="THUMOS14 detclasslist.txt for kit files (default: the kit folder's, else the shipped copy)")
+                        help="THUMOS14 detclasslist.txt for kit files "
+                             "(default: the kit folder's, else the shipped copy)")
     parser.add_argument("--unknown-class-ids", choices=thumos14_kit.UNKNOWN_CLASS_ID_POLICIES, default="warn",
                         help="kit detection lines with a class id outside the class list: left out with a warning, as "
                              "the kit does (default), or an error")

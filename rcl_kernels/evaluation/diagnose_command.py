@@ -15,7 +15,8 @@ from rcl_kernels.evaluation.diagnose import diagnose
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_input_arguments(parser)
     parser.add_argument("--dataset", choices=sorted(DETAD_BINS), required=True,
-                        help="DETAD's bins and tIoU thresholds for this dataset (activitynet: 0.5:0.05:0.95; thumos14: 0.5)")
+                        help="DETAD's bins and tIoU thresholds for this dataset "
+                             "(activitynet: 0.5:0.05:0.95; thumos14: 0.5)")
     parser.add_argument("--tiou", type=float, nargs="+", metavar="T", help="tIoU thresholds instead of DETAD's")
     parser.add_argument("--extra-characteristics", metavar="JSON",
                         help="a DETAD extra-characteristics file (agreement, context size and distance, ...)")
