@@ -436,3 +436,24 @@ def test_diagnose_command(tmp_path, capsys):
     rc = main(["diagnose", "--dataset", "activitynet", "--ground-truth", str(tmp_path / "missing.json"),
                "--predictions", str(tmp_path / "pred.json")])
     assert rc == 2 and "missing.json" in capsys.readouterr().err
+
+
+def test_limit_keeps_ten_predictions_per_instance():
+    # 1 instance of a: only the 10 best of its 15 predictions enter the false-positive analysis.
+    gt = ground_truth_of([("v", "a", (0.0, 10.0))], ("a",), {"v": 100.0})
+    preds = [("v", "a", 1 - i / 100, (100.0 + 10 * i, 105.0 + 10 * i)) for i in range(15)]
+    d = diagnose(as_results(preds), gt, "activitynet", tiou_thresholds=[0.5])
+    assert d.num_predictions == 15 and d.num_limited_predictions == 10
+    assert d.false_positive_counts.tolist() == [[0, 0, 0, 0, 0, 10]]
+    assert d.false_positive_profile[:, 5].tolist() == [1.0] * 10
+
+
+def test_model_length_bins_are_the_evaluation_bins():
+    from rcl_kernels.models.length_bins import map_by_length
+
+    # Lengths 2 and 4 steps (0.5 s steps): with edges [0, 2, 4], 2 falls in the first bin, (lo, hi] as DETAD bins.
+    gt = ground_truth_of([("v", "a", (0.0, 1.0)), ("v", "a", (5.0, 7.0))], ("a",), {"v": 100.0})
+    rows = map_by_length({"v": [{"label": "a", "score": 0.9, "segment": [0.0, 1.0]}]}, gt, {"v": 0.5},
+                         edges=[0, 2, 4], protocol="activitynet")
+    assert [r["bin"] for r in rows] == [b for b in Bins.from_edges([0, 2, 4]).labels] == ["[0, 2]", "(2, 4]"]
+    assert [r["instances"] for r in rows] == [1, 1] and [r["detections"] for r in rows] == [1, 0]

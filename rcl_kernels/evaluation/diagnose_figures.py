@@ -90,6 +90,10 @@ def sensitivity_figure(diag: Diagnosis, fontsize: float = 14):
         for y in (lo, hi):
             rel.annotate(f"{y:.1f}", xy=(i + 0.1, y + 0.05), fontsize=fontsize / 1.1)
     rel.axhline(1.0, linestyle="--", color="k", zorder=0)
+    if data["relative"]:
+        lows, highs = zip(*data["relative"].values())
+        rel.set_ylim(min(lows) * 0.8, max(highs) * 1.2)  # as DETAD
+        rel.set_xlim(-0.5, len(data["relative"]) - 0.1)
     rel.set_xticks(range(len(data["relative"])), [CHARACTERISTIC_TITLES.get(n, n) for n in data["relative"]],
                    rotation=90)
     rel.set_ylabel("Average-mAP$_N$\nRelative Change", fontsize=fontsize)
