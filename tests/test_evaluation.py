@@ -413,37 +413,3 @@ def test_import_rcl_kernels_does_not_load_evaluation_or_data():
             "assert 'rcl_kernels.data' not in sys.modules; "
             "assert rcl_kernels.evaluation.detection_map is not None and rcl_kernels.data.synthetic")
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-# -- layering: data and evaluation share one annotations module --------------------------------------
-
-def _imports(path):
-    import ast
-
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            yield from (a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            yield node.module
-            yield from (f"{node.module}.{a.name}" for a in node.names)
-
-
-def test_data_and_evaluation_import_only_the_shared_annotations_module():
-    import pathlib
-
-    import rcl_kernels
-
-    root = pathlib.Path(rcl_kernels.__file__).parent
-    for path in sorted((root / "data").glob("*.py")):
-        bad = [m for m in _imports(path) if m.startswith("rcl_kernels.evaluation")]
-        assert not bad, f"{path.name} imports {bad}"
-    # The command modules are the command-line layer above both: they may load the shipped sets.
-    commands = {"command.py", "diagnose_command.py"}
-    for path in sorted((root / "evaluation").glob("*.py")):
-        allowed = ("rcl_kernels.data.annotations", "rcl_kernels.data.builtin") if path.name in commands else \
-            ("rcl_kernels.data.annotations",)
-        bad = [m for m in _imports(path) if m.startswith("rcl_kernels.data") and m != "rcl_kernels.data"
-               and not m.startswith(allowed)]
-        bad += [m for m in _imports(path) if m.startswith("rcl_kernels.models")]
-        assert not bad, f"{path.name} imports {bad}"

@@ -3,7 +3,7 @@ imports of the package's own modules without a stated reason (the usual way to h
 
 Layers, lowest first (README's Layout section draws them): the private base modules
 (rcl_kernels/_*.py) <- reference <- kernels (triton, cpu) <- ops <- nn <- integrations, models,
-cli. data and evaluation sit beside the op stack: they may use the base modules, and each other
+cli (with every command module, `*command.py`, wherever it lives). data and evaluation sit beside the op stack: they may use the base modules, and each other
 only through the one annotations module they share.
 """
 
@@ -101,6 +101,8 @@ def _layer(module: str) -> str:
     parts = module.split(".")
     if len(parts) == 1:
         return "__init__"
+    if parts[-1] == "command" or parts[-1].endswith("_command"):
+        return "cli"  # a command's module sits with the command line, above what it runs
     head = parts[1]
     return "_base" if head.startswith("_") else head
 

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(result.table())
     if args.output:
-        from rcl_kernels.evaluation.diagnose_figures import save_figures  # matplotlib only when figures are asked for
+        from rcl_kernels.evaluation.diagnose_figures import save_figures  # deferred: matplotlib only when figures are asked for
 
         for path in save_figures(result, args.output):
             print(f"wrote {path}")
