@@ -5,7 +5,10 @@ Problems are built from the real annotations shipped in the package, with random
 half of them jittered copies of a ground-truth instance of the video, half uniform; labels the
 video's class half of the time. Timed from the ActivityNet-format results dict (parsing included).
 The target of the evaluation issue: ActivityNet validation with 100 predictions per video
-(472,800 predictions, 200 classes) in under 2 s on the 2-core CPU machine.
+(472,800 predictions, 200 classes) in under 2 s on the 2-core CPU machine; of the diagnosis
+(DETAD's three analyses, rcl_kernels.evaluation.diagnose) on the same problem, under 5 s. The
+diagnosis rows' baseline is detection_map on the same problem, timed in the same run (DETAD
+itself is Python 2 and pandas, not runnable here).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from common import BenchConfig, row, standalone_main, try_measure  # noqa: E402
 from rcl_kernels.data import builtin  # noqa: E402
 from rcl_kernels.evaluation import average_recall, detection_map, load_detections  # noqa: E402
 from rcl_kernels.evaluation.detection import ACTIVITYNET_TIOU_THRESHOLDS, THUMOS14_TIOU_THRESHOLDS  # noqa: E402
+from rcl_kernels.evaluation.diagnose import diagnose  # noqa: E402
 from rcl_kernels.evaluation.io import GroundTruth  # noqa: E402
 from rcl_kernels.evaluation.reference import activitynet_ap_loop, average_recall_loop, thumos14_ap_loop  # noqa: E402
 
@@ -33,6 +37,8 @@ PROBLEMS = {
     "thumos-test-40v": "THUMOS14 Test, first 40 videos x 200 predictions, thumos14 protocol",
     "anet-ar-100": "ActivityNet validation, AR@AN for AN = 1..100",
     "anet-ar-50v": "ActivityNet validation, first 50 videos, AR@AN for AN = 1..100",
+    "anet-diag-100": "ActivityNet validation x 100 predictions: DETAD's diagnosis (10 tIoUs, 3 characteristics)",
+    "anet-diag-500v": "ActivityNet validation, first 500 videos x 100 predictions: DETAD's diagnosis",
 }
 
 
@@ -112,6 +118,17 @@ def run(cfg: BenchConfig) -> list[dict]:
         else:
             timing, skip = None, "too slow for this run (see the smaller problem)"
         rows.append(row("average_recall", problem, "per-instance loop", "AR@1..100", timing, ours=False,
+                        dtype="float64", skipped=skip))
+
+    for problem, records in (("anet-diag-100", anet), ("anet-diag-500v", anet[:500])):
+        gt, pred = _case(problem, records, anet_classes, 100)
+        result = diagnose(pred, gt, "activitynet")
+        reps = 1 if cfg.quick else min(cfg.reps, 3)
+        timing, skip = try_measure(lambda: diagnose(pred, gt, "activitynet"), cfg, reps=reps, warmup=0)
+        rows.append(row("diagnose", problem, "rcl_kernels numpy", "DETAD", timing, ours=True, dtype="float64",
+                        skipped=skip, average_map_n=result.average_map_n))
+        timing, skip = try_measure(lambda: detection_map(pred, gt), cfg, reps=reps, warmup=0)
+        rows.append(row("diagnose", problem, "detection_map (same problem)", "DETAD", timing, ours=False,
                         dtype="float64", skipped=skip))
     return rows
 

@@ -192,20 +192,20 @@ def ratio_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_results(rows: list[dict], name: str, device: torch.device, out_dir: str | None = None,
-                  problems: dict | None = None) -> str:
-    """Write <name>.json (environment, problem sizes, rows) and <name>.md (ratio table) under
-    benchmarks/results/<device>-<date>/ (or out_dir); returns the folder."""
-    env = environment(device)
-    if out_dir is None:
-        tag = env["device"].replace(" ", "_").replace("/", "_") if device.type == "cuda" else "cpu"
-        out_dir = os.path.join(RESULTS_DIR, f"{tag}-{env['date'][:10]}")
+def default_results_dir(env: dict) -> str:
+    """benchmarks/results/<device>-<date>: the GPU's name, or "cpu"."""
+    tag = env["device"].replace(" ", "_").replace("/", "_") if env["device_type"] == "cuda" else "cpu"
+    return os.path.join(RESULTS_DIR, f"{tag}-{env['date'][:10]}")
+
+
+def write_results(out_dir: str, json_name: str, payload: dict, md_name: str, markdown: str) -> str:
+    """Write payload as out_dir/<json_name>.json and markdown as out_dir/<md_name>.md (the folder
+    is created); returns the folder. Every benchmark writes its results through this."""
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, f"{name}.json"), "w") as fh:
-        json.dump({"environment": env, "problems": problems or {}, "rows": rows}, fh, indent=1)
-    with open(os.path.join(out_dir, f"{name}.md"), "w") as fh:
-        fh.write(f"# {name}\n\n{env['device']}, torch {env['torch']}, triton {env['triton']}, "
-                 f"commit {env['git_commit']}, {env['date']}\n\n{ratio_table(rows)}\n")
+    with open(os.path.join(out_dir, f"{json_name}.json"), "w") as fh:
+        json.dump(payload, fh, indent=1)
+    with open(os.path.join(out_dir, f"{md_name}.md"), "w") as fh:
+        fh.write(markdown)
     return out_dir
 
 
@@ -221,4 +221,8 @@ def standalone_main(name: str, run: Callable[[BenchConfig], list[dict]], problem
     cfg = BenchConfig(device=device, quick=args.quick or device.type == "cpu", reps=args.reps)
     rows = run(cfg)
     print(ratio_table(rows))
-    print("written to", write_results(rows, name, device, args.out, problems))
+    env = environment(device)
+    markdown = (f"# {name}\n\n{env['device']}, torch {env['torch']}, triton {env['triton']}, "
+                f"commit {env['git_commit']}, {env['date']}\n\n{ratio_table(rows)}\n")
+    payload = {"environment": env, "problems": problems or {}, "rows": rows}
+    print("written to", write_results(args.out or default_results_dir(env), name, payload, name, markdown))

@@ -18,29 +18,32 @@ import os
 import sys
 import time
 import traceback
+import warnings
 
 import torch
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import RESULTS_DIR, BenchConfig, environment, ratio_table  # noqa: E402
+from common import BenchConfig, default_results_dir, environment, ratio_table, write_results  # noqa: E402
 from ceilings import measure_ceilings  # noqa: E402
 
 # name -> module with run(cfg) (and optionally sweep(cfg) for the plots)
 BENCHMARKS = {
     "segment_interp": "bench_segment_interp",
-    "anchor_scoring": "bench_anchor_scoring",
+    "score_anchors": "bench_score_anchors",
     "soft_nms": "bench_soft_nms",
     "evaluation": "bench_evaluation",
     "model": "bench_model",
 }
+# Benchmark names of an earlier release, accepted by --only for one release with a warning.
+RENAMED_BENCHMARKS = {"anchor_scoring": "score_anchors"}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--only", action="append", default=[], choices=sorted(BENCHMARKS),
+    parser.add_argument("--only", action="append", default=[], choices=sorted(BENCHMARKS) + sorted(RENAMED_BENCHMARKS),
                         help="run only this benchmark (repeatable)")
     parser.add_argument("--full", action="store_true", help="full problem sizes even on a CPU")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 10 on GPU, 3 on CPU)")
@@ -49,6 +52,11 @@ def main(argv=None) -> int:
     parser.add_argument("--compare", metavar="OLD_JSON", help="report what got slower than in OLD_JSON")
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/results/<device>-<date>)")
     args = parser.parse_args(argv)
+    for i, name in enumerate(args.only):
+        if name in RENAMED_BENCHMARKS:
+            warnings.warn(f"benchmark {name!r} is now called {RENAMED_BENCHMARKS[name]!r}", DeprecationWarning,
+                          stacklevel=1)
+            args.only[i] = RENAMED_BENCHMARKS[name]
 
     device = torch.device(args.device)
     quick = device.type == "cpu" and not args.full
@@ -61,7 +69,7 @@ def main(argv=None) -> int:
 
     ceilings = measure_ceilings(cfg)
     names = args.only or list(BENCHMARKS)
-    out_dir = args.out or os.path.join(RESULTS_DIR, f"{_device_tag(env)}-{env['date'][:10]}")
+    out_dir = args.out or default_results_dir(env)
     os.makedirs(out_dir, exist_ok=True)
     result = {"environment": env, "ceilings": ceilings, "problems": {}, "skipped_benchmarks": {}, "rows": [],
               "sweeps": [], "wall_s": 0.0}
@@ -83,11 +91,11 @@ def main(argv=None) -> int:
             result["problems"][name] = module.problems(quick)
         result["wall_s"] = time.time() - t_start
         # Written after every benchmark, so a run stopped by a time limit keeps what it finished.
-        write_results(result, out_dir)
+        write_results(out_dir, "results", result, "summary", summary_markdown(result))
         tqdm.write(f"  {name}: {time.time() - t0:.0f} s")
 
     result["wall_s"] = time.time() - t_start
-    write_results(result, out_dir)
+    write_results(out_dir, "results", result, "summary", summary_markdown(result))
     print(summary_markdown(result))
     if not args.no_plots:
         from plots import make_plots
@@ -98,18 +106,6 @@ def main(argv=None) -> int:
     if args.compare:
         print(compare(args.compare, result["rows"]))
     return 1 if result["skipped_benchmarks"] else 0
-
-
-def _device_tag(env: dict) -> str:
-    return env["device"].replace(" ", "_").replace("/", "_") if env["device_type"] == "cuda" else "cpu"
-
-
-def write_results(result: dict, out_dir: str) -> None:
-    """results.json and summary.md of what has run so far."""
-    with open(os.path.join(out_dir, "results.json"), "w") as fh:
-        json.dump(result, fh, indent=1)
-    with open(os.path.join(out_dir, "summary.md"), "w") as fh:
-        fh.write(summary_markdown(result))
 
 
 def add_ceiling_fractions(rows: list[dict], ceilings: dict) -> None:

@@ -4,13 +4,12 @@ Importing the package loads the compiled operators (if built) and registers the 
 it never initialises CUDA. rcl_kernels.info() reports what was built.
 """
 
-__version__ = "0.1.0"
-
-from rcl_kernels._info import info  # noqa: E402
-from rcl_kernels.ops.segment_interp import segment_interp  # noqa: E402
-from rcl_kernels.ops.soft_nms import SoftNMSResult, soft_nms  # noqa: E402
-from rcl_kernels.ops.anchor_scoring import score_anchors  # noqa: E402
-from rcl_kernels.nn.anchor_scorer import AnchorScorer  # noqa: E402
+from rcl_kernels._info import info
+from rcl_kernels._version import __version__
+from rcl_kernels.nn.score_anchors import AnchorScorer
+from rcl_kernels.ops.score_anchors import score_anchors
+from rcl_kernels.ops.segment_interp import segment_interp
+from rcl_kernels.ops.soft_nms import SoftNMSResult, soft_nms
 
 __all__ = ["__version__", "AnchorScorer", "info", "score_anchors", "segment_interp", "SoftNMSResult", "soft_nms"]
 

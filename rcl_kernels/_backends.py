@@ -73,6 +73,11 @@ class OpBackends:
 _TABLES: dict[str, OpBackends] = {}
 
 
+def registered_backends() -> dict[str, OpBackends]:
+    """Every op's backend table, by op name, in the order the op modules were imported."""
+    return dict(_TABLES)
+
+
 # torch.compile cannot trace the dispatcher queries behind available(); the choice depends only
 # on what was built, so the compiler may treat it as a constant.
 @torch.compiler.assume_constant_result

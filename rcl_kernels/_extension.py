@@ -24,6 +24,11 @@ def _load() -> bool:
 
 EXTENSION_LOADED = _load()
 
+try:  # written by setup.py at build time; absent from a source tree that was never built
+    from rcl_kernels import _build_config as _BUILD_CONFIG
+except ImportError:
+    _BUILD_CONFIG = None
+
 
 def load_error() -> Exception | None:
     """Why rcl_kernels._C could not be imported, or None when it was."""
@@ -43,9 +48,8 @@ def has_kernel(op_name: str, dispatch_key: str) -> bool:
 
 def build_config() -> dict:
     """What setup.py recorded at build time (empty when the extension was not built)."""
-    try:
-        from rcl_kernels import _build_config as cfg
-    except ImportError:
+    cfg = _BUILD_CONFIG
+    if cfg is None:
         return {}
     return {
         "with_cuda": cfg.WITH_CUDA,

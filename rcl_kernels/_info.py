@@ -6,29 +6,10 @@ import json
 
 import torch
 
-from rcl_kernels import __version__
+from rcl_kernels._backends import registered_backends
 from rcl_kernels._extension import EXTENSION_LOADED, build_config, has_kernel, load_error
 from rcl_kernels._triton_support import TRITON_VERSION, interpreter_problem, triton_interpreted
-
-
-def _op_backends() -> dict:
-    # Imported here: the op modules import this package's submodules at load time.
-    from rcl_kernels.ops.segment_interp import SEGMENT_INTERP_BACKENDS
-
-    tables = [SEGMENT_INTERP_BACKENDS]
-    try:
-        from rcl_kernels.ops.soft_nms import SOFT_NMS_BACKENDS
-
-        tables.append(SOFT_NMS_BACKENDS)
-    except ImportError:
-        pass
-    try:
-        from rcl_kernels.ops.anchor_scoring import ANCHOR_SCORING_BACKENDS
-
-        tables.append(ANCHOR_SCORING_BACKENDS)
-    except ImportError:
-        pass
-    return {t.op_name: t for t in tables}
+from rcl_kernels._version import __version__
 
 
 def info(*, as_json: bool = False, file=None) -> dict:
@@ -54,7 +35,7 @@ def info(*, as_json: bool = False, file=None) -> dict:
                 device: {"available": table.available(device), "auto": table.auto(device)}
                 for device in ("cpu", "cuda")
             }
-            for name, table in _op_backends().items()
+            for name, table in registered_backends().items()
         },
     }
     if file is not False:

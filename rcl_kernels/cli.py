@@ -18,6 +18,8 @@ from typing import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("rcl_kernels.evaluation.command",
              "mAP of detections (ActivityNet or THUMOS14 protocol) or AR@AN of proposals, as a table"),
+    "diagnose": ("rcl_kernels.evaluation.diagnose_command",
+                 "DETAD's error analyses: false-positive profile, sensitivity, false negatives"),
     "train": ("rcl_kernels.models.train_command", "train the RCL detector, then detect and evaluate on the test split"),
     "detect": ("rcl_kernels.models.detect_command", "detections of a trained RCL checkpoint, as ActivityNet-format json"),
 }

@@ -5,6 +5,7 @@ variable must be set before rcl_kernels (and so its @triton.jit kernels) is impo
 """
 
 import os
+import zlib
 
 import torch
 
@@ -22,7 +23,26 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def _seed():
-    # Fresh random inputs per test, but reproducible from the test's name.
-    torch.manual_seed(0)
+def _seed(request):
+    # Each test (each parametrisation too) draws its own random inputs, reproducibly: the seed is
+    # a hash of the test's id, so a failure replays with the same inputs.
+    torch.manual_seed(zlib.crc32(request.node.nodeid.encode()))
     yield
+
+
+def backend_params(table, device_types=("cpu", "cuda"), *, include_reference=False):
+    """pytest params (device_type, backend) for every backend of an op's table (an OpBackends)
+    that can run here; CUDA ones are marked gpu, and listed even without a GPU so that the
+    skipped tests show in the report."""
+    params = []
+    for device in device_types:
+        if device == "cuda" and not torch.cuda.is_available():
+            names = [b for b in table.backends if b in ("cuda", "triton")]
+        else:
+            names = table.available(device)
+        for name in names:
+            if name == "reference" and not include_reference:
+                continue
+            marks = [pytest.mark.gpu] if device == "cuda" else []
+            params.append(pytest.param(device, name, marks=marks, id=f"{device}-{name}"))
+    return params

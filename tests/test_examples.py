@@ -7,7 +7,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLES = ["segment_interp_example.py", "soft_nms_example.py", "anchor_scoring_example.py"]
+EXAMPLES = ["segment_interp_example.py", "soft_nms_example.py", "score_anchors_example.py"]
 
 
 @pytest.mark.parametrize("script", EXAMPLES)

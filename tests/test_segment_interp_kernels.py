@@ -25,7 +25,8 @@ from tolerances import assert_close_to_reference
 import rcl_kernels
 from rcl_kernels._extension import has_kernel
 from rcl_kernels._triton_support import triton_usable
-from rcl_kernels.reference.segment_interp import PADDINGS, segment_interp_reference
+from rcl_kernels._vocabulary import PADDING_CODES, PADDINGS
+from rcl_kernels.reference.segment_interp import segment_interp_reference
 from rcl_kernels.triton import segment_interp as triton_soi
 
 HAS_CUDA = torch.cuda.is_available()
@@ -66,6 +67,10 @@ def emulated_cuda(tmp_path_factory):
     if emulation.compiler() is None:
         pytest.skip("no C++ compiler for the CUDA emulation")
     return ctypes.CDLL(str(emulation.build("segment_interp_emulated", tmp_path_factory.mktemp("cuda_emulation"))))
+
+
+def test_emulation_padding_codes_are_the_vocabulary():
+    assert emulation.PADDING_CODES == PADDING_CODES
 
 
 emulated_forward = emulation.segment_interp_forward

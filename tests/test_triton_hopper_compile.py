@@ -24,13 +24,13 @@ def test_every_triton_kernel_compiles_for_hopper():
     assert all(r["fits"] for r in records)
     compiled = {(r["kernel"], r["dtype"]) for r in records}
     soi = {"segment_interp_forward_kernel", "segment_interp_backward_kernel"}
-    scoring = {"_fwd_kernel", "_bwd_projected_kernel", "_bwd_segments_kernel"}
+    scoring = {"fwd_kernel", "bwd_projected_kernel", "bwd_segments_kernel"}
     for dtype in ("bfloat16", "float16", "float32"):
         assert {(k, dtype) for k in soi | scoring} <= compiled, dtype
     assert {(k, "float64") for k in soi} <= compiled
     # bfloat16 compiles every autotune config; float32 also with TF32 tl.dot
     bf16_fwd = {tuple(sorted(r["constexprs"].items())) for r in records
-                if r["kernel"] == "_fwd_kernel" and r["dtype"] == "bfloat16"}
+                if r["kernel"] == "fwd_kernel" and r["dtype"] == "bfloat16"}
     assert len(bf16_fwd) >= 3
-    assert {r["constexprs"].get("PREC") for r in records if r["kernel"] == "_fwd_kernel" and r["dtype"] == "float32"} \
+    assert {r["constexprs"].get("PREC") for r in records if r["kernel"] == "fwd_kernel" and r["dtype"] == "float32"} \
         == {"ieee", "tf32"}

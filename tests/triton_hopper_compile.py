@@ -32,8 +32,8 @@ from triton.runtime.autotuner import Autotuner  # noqa: E402
 from triton.runtime.jit import JITFunction  # noqa: E402
 
 import rcl_kernels  # noqa: E402
-from rcl_kernels.reference.anchor_scoring import COORD_FEATURES  # noqa: E402
-from rcl_kernels.triton import anchor_scoring as scoring  # noqa: E402
+from rcl_kernels._vocabulary import COORD_FEATURES, PADDINGS  # noqa: E402
+from rcl_kernels.triton import score_anchors as scoring  # noqa: E402
 from rcl_kernels.triton import segment_interp as soi  # noqa: E402
 
 # H100 / H200: the most dynamic shared memory one block may opt into (CUDA's per-block limit).
@@ -98,7 +98,7 @@ def segment_interp_launches(dtype: torch.dtype, paddings) -> None:
         soi.segment_interp_triton_backward_op(torch.ones_like(out), features, segments, N, 2, 0.25, padding, True, True)
 
 
-def anchor_scoring_launches(dtype: torch.dtype, paddings) -> None:
+def score_anchors_launches(dtype: torch.dtype, paddings) -> None:
     """Forward (saving the hidden layer) and backward (every gradient) of the Triton scorer."""
     B, C, T, K, N, H, O = 2, 24, 41, 33, 4, 40, 3
     E = COORD_FEATURES["ses"]
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     parser.add_argument("--full", action="store_true", help="every config in every dtype, every padding")
     parser.add_argument("--arch", type=int, default=90)
     args = parser.parse_args(argv)
-    paddings = tuple(soi._kernels.PADDING_CODES) if args.full else ("zeros", "bmn")
+    paddings = PADDINGS if args.full else ("zeros", "bmn")
     records: list[dict] = []
     target = GPUTarget("cuda", args.arch, 32)
     # The scorer takes 16- and 32-bit floats; SoI float64 too.
@@ -127,12 +127,12 @@ def main(argv=None) -> int:
         with compile_only(target, records, all_configs):
             segment_interp_launches(dtype, paddings)
             if dtype != torch.float64:
-                anchor_scoring_launches(dtype, paddings)
+                score_anchors_launches(dtype, paddings)
             if dtype == torch.float32:  # float32 operands with TF32 tl.dot, as allow_tf32 asks
                 old = torch.backends.cuda.matmul.allow_tf32
                 torch.backends.cuda.matmul.allow_tf32 = True
                 try:
-                    anchor_scoring_launches(dtype, paddings[:1])
+                    score_anchors_launches(dtype, paddings[:1])
                 finally:
                     torch.backends.cuda.matmul.allow_tf32 = old
         for r in records:

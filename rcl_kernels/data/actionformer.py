@@ -11,7 +11,15 @@ from typing import Sequence
 
 import numpy as np
 
-from rcl_kernels.data.annotations import VideoAnnotation, class_names, parse_database, read_json, select_subset
+from rcl_kernels.data.annotations import (
+    VideoAnnotation,
+    class_names,
+    load_annotations,
+    parse_database,
+    read_json,
+    select_subset,
+    with_ambiguous,
+)
 from rcl_kernels.data.dataset import Timeline, VideoDataset
 
 
@@ -82,8 +90,6 @@ def actionformer_dataset(annotation_file: str, feature_dir: str, subset: str | S
         classes = (_classes_by_label_id(data.get("database", {})) if isinstance(data, dict) else None) \
             or class_names(records)
     if ambiguous_file is not None:
-        from rcl_kernels.data.annotations import load_annotations, with_ambiguous
-
         records = with_ambiguous(records, load_annotations(ambiguous_file))
     return NpyFeatureDataset(records, classes, feature_dir, feature_stride=feature_stride, clip_frames=clip_frames,
                              default_fps=default_fps, suffix=suffix, max_steps=max_steps)

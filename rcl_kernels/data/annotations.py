@@ -10,7 +10,10 @@ Layouts understood (shared/data/README.md describes them):
 Instances labelled "Ambiguous" (THUMOS14's ignored regions, as the official kit and the G-TAD csv
 mark them) never become instances of a class: they go to `VideoAnnotation.ambiguous`.
 
-Every malformed entry raises ValueError naming the file, the video and the field.
+This is the one module that rcl_kernels.data and rcl_kernels.evaluation share: the records, the
+evaluation's flat GroundTruth built from them, and the segment check both use (check_segments).
+
+Every malformed entry raises AnnotationError (a ValueError) naming the file, the video and the field.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ import json
 import math
 import os
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 AMBIGUOUS_LABEL = "Ambiguous"
+ANNOTATION_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "annotations")
+# The THUMOS14 kit's detclasslist.txt (class id and name of the 20 detection classes; SOURCES.md).
+THUMOS14_CLASS_LIST = os.path.join(ANNOTATION_DIR, "thumos14", "detclasslist.txt")
 
 
 def _empty_segments() -> np.ndarray:
@@ -51,7 +57,49 @@ class VideoAnnotation:
 
 
 class AnnotationError(ValueError):
-    """A malformed annotation entry; the message names the source, the video and the field."""
+    """Malformed annotations, ground truth or detections; the message names the source (file and
+    line, or video and entry) and the field."""
+
+
+# What to do with a segment whose end is before its start: raise, order its two ends (what the
+# THUMOS14 kit does: its overlap function takes [min, max] of each interval), or leave it out.
+REVERSED_POLICIES = ("error", "swap", "drop")
+
+
+@dataclass(frozen=True)
+class SegmentCheck:
+    """The outcome of check_segments: the segments with reversed ones ordered, which rows to keep."""
+
+    segments: np.ndarray  # (N, 2) float64
+    keep: np.ndarray  # (N,) bool: False only for reversed segments under reversed="drop"
+    num_swapped: int
+    num_dropped: int
+
+
+def check_segments(segments, where: Callable[[int], str], reversed: str = "error") -> SegmentCheck:
+    """Check (N, 2) [start, end] segments: finite always; end >= start per `reversed` (REVERSED_POLICIES).
+
+    where(i) says where row i came from ("file line 7", "video 'v' entry 3") for the error message.
+    """
+    if reversed not in REVERSED_POLICIES:
+        raise ValueError(f"reversed must be one of {REVERSED_POLICIES}, got {reversed!r}")
+    arr = np.asarray(segments, dtype=np.float64).reshape(-1, 2)
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise AnnotationError(f"{where(i)}: field 'segment' must be finite, got {arr[i].tolist()}")
+    flipped = arr[:, 1] < arr[:, 0]
+    keep = np.ones(len(arr), dtype=bool)
+    count = int(flipped.sum())
+    if count == 0:
+        return SegmentCheck(arr, keep, 0, 0)
+    if reversed == "error":
+        i = int(np.argmax(flipped))
+        raise AnnotationError(f"{where(i)}: field 'segment' has negative length (end < start): {arr[i].tolist()} "
+                              f"({count} such segments; reversed='swap' orders them, 'drop' leaves them out)")
+    if reversed == "swap":
+        return SegmentCheck(np.sort(arr, axis=1), keep, count, 0)
+    return SegmentCheck(arr, ~flipped, 0, count)
 
 
 def check_segment(value, where: str) -> tuple[float, float]:
@@ -60,10 +108,8 @@ def check_segment(value, where: str) -> tuple[float, float]:
         start, end = (float(v) for v in value)
     except (TypeError, ValueError):
         raise AnnotationError(f"{where}: field 'segment' must be two numbers [start, end], got {value!r}") from None
-    if not (math.isfinite(start) and math.isfinite(end)):
-        raise AnnotationError(f"{where}: field 'segment' must be finite, got {value!r}")
-    if end < start:
-        raise AnnotationError(f"{where}: field 'segment' has negative length (end < start): {value!r}")
+    if not (math.isfinite(start) and math.isfinite(end) and end >= start):
+        check_segments([[start, end]], lambda _: where)  # raises with the shared message
     return start, end
 
 
@@ -264,3 +310,104 @@ def select_subset(records: Iterable[VideoAnnotation], subset: str | Sequence[str
 def class_names(records: Iterable[VideoAnnotation]) -> tuple[str, ...]:
     """The sorted set of the records' labels."""
     return tuple(sorted({label for r in records for label in r.labels}))
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Instances of a set of videos as flat arrays, the form the metrics take. `video` and `label`
+    index `video_ids` and `classes`; instances of one video and class keep their annotation order."""
+
+    video_ids: tuple[str, ...]  # every evaluated video, including those without instances
+    classes: tuple[str, ...]
+    video: np.ndarray  # (G,) int64
+    label: np.ndarray  # (G,) int64
+    segments: np.ndarray  # (G, 2) float64 seconds
+    ambiguous_video: np.ndarray  # (A,) int64: THUMOS14's ignored regions
+    ambiguous_segments: np.ndarray  # (A, 2) float64 seconds
+    durations: np.ndarray | None = None  # (V,) float64 seconds per video, NaN where unknown
+    num_reordered: int = 0  # reversed segments of the source whose ends were ordered (THUMOS14 kit files)
+
+    @property
+    def num_instances(self) -> np.ndarray:
+        """(C,) instances per class."""
+        return np.bincount(self.label, minlength=len(self.classes))
+
+    @classmethod
+    def from_annotations(cls, records: Iterable[VideoAnnotation], classes: Sequence[str] | None = None, *,
+                         num_reordered: int = 0) -> GroundTruth:
+        """From annotation records; classes default to the sorted set of their labels."""
+        records = list(records)
+        video_ids = tuple(r.video_id for r in records)
+        if len(set(video_ids)) != len(video_ids):
+            raise AnnotationError("ground truth: a video id appears twice")
+        classes = class_names(records) if classes is None else tuple(classes)
+        index = {name: i for i, name in enumerate(classes)}
+        labels = []
+        for r in records:
+            for i, label in enumerate(r.labels):
+                if label not in index:
+                    raise AnnotationError(
+                        f"ground truth: video {r.video_id!r} annotation {i}: field 'label' {label!r} "
+                        f"is not one of the {len(classes)} classes")
+                labels.append(index[label])
+        counts = [r.num_instances for r in records]
+        amb_counts = [len(r.ambiguous) for r in records]
+        return cls(
+            video_ids=video_ids, classes=classes,
+            video=np.repeat(np.arange(len(records), dtype=np.int64), counts),
+            label=np.asarray(labels, dtype=np.int64),
+            segments=concat_segments([r.segments for r in records]),
+            ambiguous_video=np.repeat(np.arange(len(records), dtype=np.int64), amb_counts),
+            ambiguous_segments=concat_segments([r.ambiguous for r in records]),
+            durations=np.array([np.nan if r.duration is None else r.duration for r in records], dtype=np.float64),
+            num_reordered=num_reordered,
+        )
+
+    @classmethod
+    def from_arrays(cls, video: Sequence, label: Sequence, segment, *, video_ids: Sequence[str] | None = None,
+                    classes: Sequence[str] | None = None) -> GroundTruth:
+        """From parallel arrays; instances labelled "Ambiguous" become ambiguous regions.
+
+        video_ids adds videos without instances; the order of first appearance is kept otherwise.
+        """
+        video = [str(v) for v in video]
+        label = list(label)
+        segment = segment_array(segment, len(video), "ground truth")
+        if len(label) != len(video):
+            raise AnnotationError(f"ground truth: 'label' has {len(label)} entries but 'video' has {len(video)}")
+        check_segments(segment, lambda i: f"ground truth: video {video[i]!r} entry {i}")
+        order = list(dict.fromkeys([*(video_ids or ()), *video]))
+        per_video: dict[str, list] = {v: [] for v in order}
+        for i, (v, lab) in enumerate(zip(video, label)):
+            per_video[v].append((lab, segment[i]))
+        records = []
+        for v in order:
+            entries = per_video[v]
+            inst = [(str(lab), seg) for lab, seg in entries if lab != AMBIGUOUS_LABEL]
+            records.append(VideoAnnotation(
+                video_id=v, duration=None,
+                segments=concat_segments([s.reshape(1, 2) for _, s in inst]),
+                labels=tuple(lab for lab, _ in inst),
+                ambiguous=concat_segments([s.reshape(1, 2) for lab, s in entries if lab == AMBIGUOUS_LABEL]),
+            ))
+        return cls.from_annotations(records, classes)
+
+
+def concat_segments(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """One (N, 2) float64 array from (n_i, 2) parts ((0, 2) for none)."""
+    if not parts:
+        return _empty_segments()
+    return np.concatenate(parts).astype(np.float64, copy=False).reshape(-1, 2)
+
+
+def segment_array(segment, n: int, source: str) -> np.ndarray:
+    """`segment` as an (n, 2) float64 array, else an AnnotationError naming `source`."""
+    try:
+        arr = np.asarray(segment, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise AnnotationError(f"{source}: field 'segment' must be numbers of shape ({n}, 2)") from None
+    if arr.size == 0 and n == 0:
+        return arr.reshape(0, 2)
+    if arr.shape != (n, 2):
+        raise AnnotationError(f"{source}: field 'segment' must have shape ({n}, 2), got {arr.shape}")
+    return arr

@@ -11,15 +11,15 @@ import os
 from functools import lru_cache
 
 from rcl_kernels.data.annotations import (
+    ANNOTATION_DIR,
     AnnotationError,
+    GroundTruth,
     VideoAnnotation,
     load_annotations,
     read_json,
     select_subset,
     with_ambiguous,
 )
-
-ANNOTATION_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "annotations")
 
 THUMOS14_JSON = os.path.join(ANNOTATION_DIR, "thumos14", "thumos14.json")
 THUMOS14_CSV = {"Validation": os.path.join(ANNOTATION_DIR, "thumos14", "val_Annotation.csv"),
@@ -99,15 +99,11 @@ def activitynet_annotations(split: str) -> tuple[VideoAnnotation, ...]:
     return tuple(select_subset(_activitynet_records(), activitynet_subset(split), ACTIVITYNET_JSON))
 
 
-def thumos14_ground_truth(split: str = "test"):
+def thumos14_ground_truth(split: str = "test") -> GroundTruth:
     """The THUMOS14 split as an evaluation GroundTruth (20 classes, Ambiguous regions included)."""
-    from rcl_kernels.evaluation.io import GroundTruth
-
     return GroundTruth.from_annotations(thumos14_annotations(split), classes=thumos14_classes())
 
 
-def activitynet_ground_truth(split: str = "validation"):
+def activitynet_ground_truth(split: str = "validation") -> GroundTruth:
     """The ActivityNet split as an evaluation GroundTruth (200 classes)."""
-    from rcl_kernels.evaluation.io import GroundTruth
-
     return GroundTruth.from_annotations(activitynet_annotations(split), classes=activitynet_classes())

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from rcl_kernels.data.annotations import VideoAnnotation
+from rcl_kernels.data.annotations import GroundTruth, VideoAnnotation
 
 TIME_FIELDS = ("duration", "fps", "feature_stride", "seconds_per_step", "time_offset")
 
@@ -171,10 +171,8 @@ class VideoDataset(Dataset):
             "time_offset": float(timeline.time_offset),
         }
 
-    def ground_truth(self):
+    def ground_truth(self) -> GroundTruth:
         """The dataset's instances (cropped ones as cropped) as an evaluation GroundTruth."""
-        from rcl_kernels.evaluation.io import GroundTruth
-
         return GroundTruth.from_annotations(self.videos, classes=self.classes)
 
 

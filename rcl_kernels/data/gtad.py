@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+from rcl_kernels.data import builtin
 from rcl_kernels.data.actionformer import NpyFeatureDataset
 from rcl_kernels.data.annotations import AnnotationError, VideoAnnotation, load_annotations
 
@@ -19,8 +20,6 @@ def gtad_thumos14_dataset(annotation_csv: str, feature_dir: str, *, video_info_j
                           classes: Sequence[str] | None = None, feature_stride: float = 4, clip_frames: float = 16,
                           suffix: str = ".npy", max_steps: int | None = None) -> NpyFeatureDataset:
     """Videos of the csv that have instances; classes default to the 20 THUMOS14 classes."""
-    from rcl_kernels.data import builtin
-
     info_path = video_info_json or builtin.THUMOS14_JSON
     info = {r.video_id: r for r in load_annotations(info_path)}
     records = []

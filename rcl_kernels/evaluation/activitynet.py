@@ -36,11 +36,17 @@ def activitynet_true_positives(det: Detections, gt: GroundTruth, thresholds: np.
 
     score_order: descending_score_order(det.score), if the caller already has it.
     """
+    return activitynet_matches(det, gt, thresholds, score_order) >= 0
+
+
+def activitynet_matches(det: Detections, gt: GroundTruth, thresholds: np.ndarray,
+                        score_order: np.ndarray | None = None) -> np.ndarray:
+    """(K, P) int64: the ground-truth instance prediction p matches at threshold k, -1 for none."""
     thresholds = np.asarray(thresholds, dtype=np.float64)
     num_classes = len(gt.classes)
-    tp = np.zeros((len(thresholds), len(det)), dtype=bool)
+    matched = np.full((len(thresholds), len(det)), -1, dtype=np.int64)
     if len(det) == 0 or len(gt.label) == 0:
-        return tp
+        return matched
 
     gt_key = gt.video * num_classes + gt.label
     gt_order = np.argsort(gt_key, kind="stable")  # annotation order inside each group
@@ -71,8 +77,8 @@ def activitynet_true_positives(det: Detections, gt: GroundTruth, thresholds: np.
         first = first_true_per_segment(candidate, seg)  # (m, K) row in [a, b), or -1
         m, k = np.nonzero(first >= 0)
         locked[k, gts[first[m, k]]] = True
-        tp[k, dets[seg[m]]] = True
-    return tp
+        matched[k, dets[seg[m]]] = gts[first[m, k]]
+    return matched
 
 
 def activitynet_average_precision(det: Detections, gt: GroundTruth, thresholds: np.ndarray) -> np.ndarray:

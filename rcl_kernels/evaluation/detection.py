@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rcl_kernels.evaluation.activitynet import activitynet_average_precision
-from rcl_kernels.evaluation.io import GroundTruth, load_detections, load_ground_truth
+from rcl_kernels.evaluation.io import GroundTruth, InputReport, load_detections, load_ground_truth
 from rcl_kernels.evaluation.proposals import ProposalRecall, proposal_recall
 from rcl_kernels.evaluation.thumos14 import thumos14_average_precision
 
@@ -20,6 +20,9 @@ PROTOCOLS = {
     "activitynet": (activitynet_average_precision, ACTIVITYNET_TIOU_THRESHOLDS),
     "thumos14": (thumos14_average_precision, THUMOS14_TIOU_THRESHOLDS),
 }
+# Reversed intervals (end < start) by default: the THUMOS14 kit orders each interval's ends;
+# ActivityNet's script would score them as empty, which hides a bug, so they stay an error there.
+DEFAULT_REVERSED = {"activitynet": "error", "thumos14": "swap"}
 
 
 def check_thresholds(tiou_thresholds, default: np.ndarray) -> np.ndarray:
@@ -42,6 +45,8 @@ class DetectionMAP:
     ap: np.ndarray  # (K, C)
     num_instances: np.ndarray  # (C,)
     num_detections: int
+    input_report: InputReport = InputReport()
+    ground_truth_reordered: int = 0  # reversed ground-truth intervals ordered (THUMOS14 kit files)
 
     @property
     def map(self) -> np.ndarray:
@@ -73,6 +78,7 @@ class DetectionMAP:
                               "num_instances": int(self.num_instances[i])}
                           for i, c in enumerate(self.classes)},
             "num_detections": self.num_detections,
+            "input": {**self.input_report.to_dict(), "ground_truth_reordered": self.ground_truth_reordered},
         }
 
     def table(self, per_class: bool = False) -> str:
@@ -89,11 +95,16 @@ class DetectionMAP:
         evaluated = int((self.num_instances > 0).sum())
         lines.append(f"\n{self.protocol} protocol; {evaluated} classes, {int(self.num_instances.sum())} instances, "
                      f"{self.num_detections} detections")
+        notes = self.input_report.lines()
+        if self.ground_truth_reordered:
+            notes.append(f"{self.ground_truth_reordered} reversed ground-truth intervals ordered")
+        lines.extend(f"note: {n}" for n in notes)
         return "\n".join(lines)
 
 
 def detection_map(predictions, ground_truth, tiou_thresholds=None, protocol: str = "activitynet", *,
-                  subset: str | None = None, unknown_videos: str = "error") -> DetectionMAP:
+                  subset: str | None = None, unknown_videos: str = "error", reversed: str | None = None,
+                  class_list=None, unknown_class_ids: str = "warn") -> DetectionMAP:
     """Mean average precision of temporal detections.
 
     Args:
@@ -106,17 +117,24 @@ def detection_map(predictions, ground_truth, tiou_thresholds=None, protocol: str
         subset: keep the ground-truth videos of this subset (files and dicts only).
         unknown_videos: "error" or "false_positive" for detections on videos missing from the
             ground truth.
+        reversed: detections with end < start: "error", "swap" (order the ends) or "drop";
+            default "swap" under thumos14 (what the kit does), "error" under activitynet.
+        class_list, unknown_class_ids: for THUMOS14 kit files (rcl_kernels.evaluation.thumos14_kit).
 
-    Returns a DetectionMAP: .ap (K, C), .map (K,), .average_map, .table().
+    Returns a DetectionMAP: .ap (K, C), .map (K,), .average_map, .table(), and .input_report
+    (intervals reordered or left out, detections on unknown videos or classes).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
     average_precision, default_thresholds = PROTOCOLS[protocol]
     thresholds = check_thresholds(tiou_thresholds, default_thresholds)
-    gt = load_ground_truth(ground_truth, subset=subset)
-    det = load_detections(predictions, gt, unknown_videos=unknown_videos)
+    gt = load_ground_truth(ground_truth, subset=subset, class_list=class_list)
+    det = load_detections(predictions, gt, unknown_videos=unknown_videos,
+                          reversed=DEFAULT_REVERSED[protocol] if reversed is None else reversed,
+                          class_list=class_list, unknown_class_ids=unknown_class_ids)
     ap = average_precision(det, gt, thresholds)
-    return DetectionMAP(protocol, thresholds, gt.classes, ap, gt.num_instances, len(det))
+    return DetectionMAP(protocol, thresholds, gt.classes, ap, gt.num_instances, len(det), det.report,
+                        gt.num_reordered)
 
 
 def average_recall(proposals, ground_truth, max_proposals: int = 100, tiou_thresholds=None, *,

@@ -2,192 +2,125 @@
 
 Ground truth: a GroundTruth, a list of rcl_kernels.data.annotations.VideoAnnotation, an
 ActivityNet/ActionFormer `{"database": ...}` object, a BSN json object, an arrays mapping
-`{"video": (G,) ids, "label": (G,) names, "segment": (G, 2)}`, or a path to a .json / G-TAD .csv.
+`{"video": (G,) ids, "label": (G,) names, "segment": (G, 2)}`, a path to a .json / G-TAD .csv, or
+the THUMOS14 kit's groundtruth folder (rcl_kernels.evaluation.thumos14_kit).
 
 Detections: `{"results": {video: [{"label", "score", "segment"}]}}` (ActivityNet's submission
 format; "label" is omitted for proposals), the bare `{video: [...]}` mapping, an arrays mapping
-`{"video": (P,), "label": (P,), "score": (P,), "segment": (P, 2)}`, or a path to a .json file.
+`{"video": (P,), "label": (P,), "score": (P,), "segment": (P, 2)}`, a path to a .json file, or a
+THUMOS14 kit detection file (.txt lines `video start end class_id score`).
 Labels are class names, or integer indices into the ground truth's classes.
 
-Nothing is dropped silently: an unknown video or label, a missing field, a non-finite score or
-segment, or a segment with end < start raises ValueError naming the video, the entry and the field.
+Nothing is dropped silently: an unknown video or label, a missing field, or a non-finite score or
+segment raises AnnotationError (alias EvaluationInputError, a ValueError) naming the video and
+entry (or file and line) and the field; a segment with end < start too, unless the reversed policy
+says "swap" or "drop", and then Detections.report counts them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from rcl_kernels.data.annotations import (
-    AMBIGUOUS_LABEL,
+    REVERSED_POLICIES,
     AnnotationError,
+    GroundTruth,
     VideoAnnotation,
-    class_names,
+    check_segments,
     load_annotations,
     parse_database,
     read_json,
     read_video_info_csv,
+    segment_array,
     select_subset,
     with_ambiguous,
     with_video_info,
 )
+from rcl_kernels.evaluation import thumos14_kit
 
 UNKNOWN_VIDEO_POLICIES = ("error", "false_positive")
 
 
-class EvaluationInputError(ValueError):
-    """Malformed ground truth or detections; the message names the video, the entry and the field."""
+# One error type for every malformed input, shared with rcl_kernels.data (the name is kept for callers).
+EvaluationInputError = AnnotationError
 
 
 @dataclass(frozen=True)
-class GroundTruth:
-    """Instances of a set of videos. `video` and `label` index `video_ids` and `classes`;
-    instances of one video and class keep their annotation order."""
+class InputReport:
+    """What loading the detections changed or left out, so that nothing is dropped silently."""
 
-    video_ids: tuple[str, ...]  # every evaluated video, including those without instances
-    classes: tuple[str, ...]
-    video: np.ndarray  # (G,) int64
-    label: np.ndarray  # (G,) int64
-    segments: np.ndarray  # (G, 2) float64 seconds
-    ambiguous_video: np.ndarray  # (A,) int64: THUMOS14's ignored regions
-    ambiguous_segments: np.ndarray  # (A, 2) float64 seconds
+    reordered: int = 0  # reversed intervals whose ends were ordered (reversed="swap")
+    dropped: int = 0  # reversed intervals left out (reversed="drop")
+    unknown_class_ids: int = 0  # THUMOS14 kit lines whose class id is not in the class list (left out)
+    unknown_video_detections: int = 0  # detections on videos without ground truth (false positives)
 
-    @property
-    def num_instances(self) -> np.ndarray:
-        """(C,) instances per class."""
-        return np.bincount(self.label, minlength=len(self.classes))
+    def merged(self, other: InputReport) -> InputReport:
+        return InputReport(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
-    @classmethod
-    def from_annotations(cls, records: Iterable[VideoAnnotation], classes: Sequence[str] | None = None) -> GroundTruth:
-        """From annotation records; classes default to the sorted set of their labels."""
-        records = list(records)
-        video_ids = tuple(r.video_id for r in records)
-        if len(set(video_ids)) != len(video_ids):
-            raise EvaluationInputError("ground truth: a video id appears twice")
-        classes = class_names(records) if classes is None else tuple(classes)
-        index = {name: i for i, name in enumerate(classes)}
-        labels = []
-        for r in records:
-            for i, label in enumerate(r.labels):
-                if label not in index:
-                    raise EvaluationInputError(
-                        f"ground truth: video {r.video_id!r} annotation {i}: field 'label' {label!r} "
-                        f"is not one of the {len(classes)} classes")
-                labels.append(index[label])
-        counts = [r.num_instances for r in records]
-        amb_counts = [len(r.ambiguous) for r in records]
-        return cls(
-            video_ids=video_ids, classes=classes,
-            video=np.repeat(np.arange(len(records), dtype=np.int64), counts),
-            label=np.asarray(labels, dtype=np.int64),
-            segments=_concat_segments([r.segments for r in records]),
-            ambiguous_video=np.repeat(np.arange(len(records), dtype=np.int64), amb_counts),
-            ambiguous_segments=_concat_segments([r.ambiguous for r in records]),
-        )
+    def to_dict(self) -> dict:
+        return asdict(self)
 
-    @classmethod
-    def from_arrays(cls, video: Sequence, label: Sequence, segment, *, video_ids: Sequence[str] | None = None,
-                    classes: Sequence[str] | None = None) -> GroundTruth:
-        """From parallel arrays; instances labelled "Ambiguous" become ambiguous regions.
-
-        video_ids adds videos without instances; the order of first appearance is kept otherwise.
-        """
-        video = [str(v) for v in video]
-        label = list(label)
-        segment = _segment_array(segment, len(video), "ground truth")
-        if len(label) != len(video):
-            raise EvaluationInputError(f"ground truth: 'label' has {len(label)} entries but 'video' has {len(video)}")
-        order = list(dict.fromkeys([*(video_ids or ()), *video]))
-        per_video: dict[str, list] = {v: [] for v in order}
-        for i, (v, lab) in enumerate(zip(video, label)):
-            per_video[v].append((lab, segment[i], i))
-        records = []
-        for v in order:
-            entries = per_video[v]
-            for lab, seg, i in entries:
-                _check_finite_segment(seg, f"ground truth: video {v!r} entry {i}")
-            inst = [(str(lab), seg) for lab, seg, _ in entries if lab != AMBIGUOUS_LABEL]
-            records.append(VideoAnnotation(
-                video_id=v, duration=None,
-                segments=_concat_segments([s.reshape(1, 2) for _, s in inst]),
-                labels=tuple(lab for lab, _ in inst),
-                ambiguous=_concat_segments([s.reshape(1, 2) for lab, s, _ in entries if lab == AMBIGUOUS_LABEL]),
-            ))
-        return cls.from_annotations(records, classes)
-
-
-def _concat_segments(parts: Sequence[np.ndarray]) -> np.ndarray:
-    if not parts:
-        return np.zeros((0, 2), dtype=np.float64)
-    return np.concatenate(parts).astype(np.float64, copy=False).reshape(-1, 2)
-
-
-def _segment_array(segment, n: int, source: str) -> np.ndarray:
-    try:
-        arr = np.asarray(segment, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise EvaluationInputError(f"{source}: field 'segment' must be numbers of shape ({n}, 2)") from None
-    if arr.size == 0 and n == 0:
-        return arr.reshape(0, 2)
-    if arr.shape != (n, 2):
-        raise EvaluationInputError(f"{source}: field 'segment' must have shape ({n}, 2), got {arr.shape}")
-    return arr
-
-
-def _check_finite_segment(seg: np.ndarray, where: str) -> None:
-    if not np.all(np.isfinite(seg)):
-        raise EvaluationInputError(f"{where}: field 'segment' must be finite, got {seg.tolist()}")
-    if seg[1] < seg[0]:
-        raise EvaluationInputError(f"{where}: field 'segment' has negative length (end < start): {seg.tolist()}")
+    def lines(self) -> list[str]:
+        """Human-readable notes for the nonzero counts."""
+        text = {"reordered": "reversed intervals (end < start) ordered",
+                "dropped": "reversed intervals (end < start) left out",
+                "unknown_class_ids": "detections with a class id outside the class list left out",
+                "unknown_video_detections": "detections on videos without ground truth counted as false positives"}
+        return [f"{getattr(self, k)} {v}" for k, v in text.items() if getattr(self, k)]
 
 
 def load_ground_truth(source, *, subset: str | Sequence[str] | None = None, video_info=None, ambiguous=None,
-                      classes: Sequence[str] | None = None) -> GroundTruth:
+                      classes: Sequence[str] | None = None, class_list=None) -> GroundTruth:
     """A GroundTruth from any accepted form (module docstring).
 
-    subset: keep the videos of this subset (e.g. "validation", "Test"; case-insensitive).
+    subset: keep the videos of this subset (e.g. "validation", "Test"; case-insensitive); for a
+        THUMOS14 kit folder, "test" or "val" (default: test if its files are there).
     video_info: BSN's video_info_new.csv, which gives a BSN json its subsets.
     ambiguous: a G-TAD csv (or annotation records) whose Ambiguous regions to add, for the
         THUMOS14 protocol when the ground truth file itself has none (ActionFormer's json).
     classes: the class list (default: the sorted labels of the selected videos).
+    class_list: a THUMOS14 kit folder's detclasslist.txt (default: the folder's own, else the shipped one).
     """
     if isinstance(source, GroundTruth):
         if subset is not None or video_info is not None or ambiguous is not None:
             raise EvaluationInputError("ground truth: subset, video_info and ambiguous apply to files and "
                                        "dicts, not to a GroundTruth")
         return source
-    try:
-        if isinstance(source, (str, os.PathLike)):
-            records = load_annotations(source, video_info=video_info)
-            name = os.fspath(source)
-        elif isinstance(source, Mapping) and _is_array_mapping(source):
-            gt = GroundTruth.from_arrays(source["video"], source["label"], source["segment"],
-                                         video_ids=source.get("video_ids"), classes=classes)
-            if subset is not None or ambiguous is not None:
-                raise EvaluationInputError("ground truth: subset and ambiguous do not apply to arrays")
-            return gt
-        elif isinstance(source, Mapping):
-            records = parse_database(source, "ground truth")
-            name = "ground truth"
-            if video_info is not None:
-                records = with_video_info(records, read_video_info_csv(video_info), os.fspath(video_info))
-        elif isinstance(source, Iterable):
-            records = list(source)
-            name = "ground truth"
-            if not all(isinstance(r, VideoAnnotation) for r in records):
-                raise EvaluationInputError("ground truth: a list must hold VideoAnnotation records")
-        else:
-            raise EvaluationInputError(f"ground truth: unsupported input of type {type(source).__name__}")
-        records = select_subset(records, subset, name)
-        if ambiguous is not None:
-            regions = load_annotations(ambiguous) if isinstance(ambiguous, (str, os.PathLike)) else ambiguous
-            records = with_ambiguous(records, regions)
-    except AnnotationError as exc:
-        raise EvaluationInputError(str(exc)) from None
+    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+        if video_info is not None or ambiguous is not None or classes is not None:
+            raise EvaluationInputError(f"{os.fspath(source)}: a THUMOS14 kit folder takes subset and class_list only")
+        return thumos14_kit.read_ground_truth(source, subset=subset, class_list=class_list)
+    if isinstance(source, (str, os.PathLike)):
+        records = load_annotations(source, video_info=video_info)
+        name = os.fspath(source)
+    elif isinstance(source, Mapping) and _is_array_mapping(source):
+        gt = GroundTruth.from_arrays(source["video"], source["label"], source["segment"],
+                                     video_ids=source.get("video_ids"), classes=classes)
+        if subset is not None or ambiguous is not None:
+            raise EvaluationInputError("ground truth: subset and ambiguous do not apply to arrays")
+        return gt
+    elif isinstance(source, Mapping):
+        records = parse_database(source, "ground truth")
+        name = "ground truth"
+        if video_info is not None:
+            records = with_video_info(records, read_video_info_csv(video_info), os.fspath(video_info))
+    elif isinstance(source, Iterable):
+        records = list(source)
+        name = "ground truth"
+        if not all(isinstance(r, VideoAnnotation) for r in records):
+            raise EvaluationInputError("ground truth: a list must hold VideoAnnotation records")
+    else:
+        raise EvaluationInputError(f"ground truth: unsupported input of type {type(source).__name__}")
+    records = select_subset(records, subset, name)
+    if ambiguous is not None:
+        regions = load_annotations(ambiguous) if isinstance(ambiguous, (str, os.PathLike)) else ambiguous
+        records = with_ambiguous(records, regions)
     return GroundTruth.from_annotations(records, classes)
 
 
@@ -201,6 +134,7 @@ class Detections:
 
     `video` indexes `video_ids`, which extends the ground truth's with the unknown videos kept by
     unknown_videos="false_positive"; `label` indexes the ground truth's classes (-1 for proposals).
+    `report` counts what loading reordered or left out.
     """
 
     video_ids: tuple[str, ...]
@@ -208,30 +142,42 @@ class Detections:
     label: np.ndarray  # (P,) int64
     segments: np.ndarray  # (P, 2) float64 seconds
     score: np.ndarray  # (P,) float64
+    report: InputReport = field(default_factory=InputReport)
 
     def __len__(self) -> int:
         return len(self.score)
 
 
 def load_detections(source, ground_truth: GroundTruth, *, with_labels: bool = True,
-                    unknown_videos: str = "error") -> Detections:
+                    unknown_videos: str = "error", reversed: str = "error", class_list=None,
+                    unknown_class_ids: str = "warn") -> Detections:
     """Detections from any accepted form (module docstring), checked against `ground_truth`.
 
     with_labels=False reads proposals (labels ignored, -1).
     unknown_videos: "error" (default) raises for a video the ground truth does not list;
         "false_positive" keeps its detections, which then can only be false positives (what the
         official ActivityNet and THUMOS14 scripts do).
+    reversed: a segment with end < start: "error" (default), "swap" (order its ends, as the
+        THUMOS14 kit does) or "drop"; Detections.report counts them.
+    class_list, unknown_class_ids: for a THUMOS14 kit detection file (.txt): its detclasslist.txt
+        (default: the shipped one), and "warn" (the kit's behaviour: the line is left out, counted
+        and warned about) or "error" for a class id outside it.
     """
     if unknown_videos not in UNKNOWN_VIDEO_POLICIES:
         raise ValueError(f"unknown_videos must be one of {UNKNOWN_VIDEO_POLICIES}, got {unknown_videos!r}")
+    if reversed not in REVERSED_POLICIES:
+        raise ValueError(f"reversed must be one of {REVERSED_POLICIES}, got {reversed!r}")
     if isinstance(source, Detections):
         return source
-    if isinstance(source, (str, os.PathLike)):
+    report = InputReport()
+    if isinstance(source, (str, os.PathLike)) and thumos14_kit.is_detection_file(source):
         name = os.fspath(source)
-        try:
-            source = read_json(name)
-        except AnnotationError as exc:
-            raise EvaluationInputError(str(exc)) from None
+        source, unknown = thumos14_kit.read_detections(name, class_list=class_list,
+                                                        unknown_class_ids=unknown_class_ids)
+        report = InputReport(unknown_class_ids=unknown)
+    elif isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        source = read_json(name)
     else:
         name = "predictions"
     if not isinstance(source, Mapping):
@@ -243,7 +189,8 @@ def load_detections(source, ground_truth: GroundTruth, *, with_labels: bool = Tr
         if not isinstance(results, Mapping):
             raise EvaluationInputError(f"{name}: field 'results' must map video ids to lists of detections")
         flat = _flat_from_results(results, name, with_labels)
-    return _align(flat, ground_truth, name, with_labels, unknown_videos)
+    det = _align(flat, ground_truth, name, with_labels, unknown_videos, reversed)
+    return dataclasses.replace(det, report=det.report.merged(report))
 
 
 @dataclass
@@ -254,11 +201,14 @@ class _Flat:
     score: np.ndarray
     segments: np.ndarray
     original: np.ndarray | None = None  # arrays input: each entry's index in the input arrays
+    lines: np.ndarray | None = None  # arrays input with a "line" field (text files): each entry's line
 
     def where(self, i: int) -> str:
         """'video X entry j' (or 'video X, array index k') for flat index i."""
         ends = np.cumsum(self.counts)
         v = int(np.searchsorted(ends, i, side="right"))
+        if self.lines is not None:
+            return f"line {int(self.lines[i])}: video {self.videos[v]!r}"
         if self.original is not None:
             return f"video {self.videos[v]!r}, array index {int(self.original[i])}"
         return f"video {self.videos[v]!r} entry {i - (int(ends[v - 1]) if v else 0)}"
@@ -328,7 +278,7 @@ def _flat_from_arrays(source: Mapping, name: str, with_labels: bool) -> _Flat:
         raise EvaluationInputError(f"{name}: field 'score' must be numbers") from None
     if len(score) != n:
         raise EvaluationInputError(f"{name}: field 'score' has {len(score)} entries but 'video' has {n}")
-    segment = _segment_array(source["segment"], n, name)
+    segment = segment_array(source["segment"], n, name)
     labels = None
     if with_labels:
         labels = list(np.asarray(source["label"]).tolist())
@@ -339,24 +289,18 @@ def _flat_from_arrays(source: Mapping, name: str, with_labels: bool) -> _Flat:
     order = np.argsort(inverse, kind="stable")
     counts = np.bincount(inverse, minlength=len(names))
     return _Flat([str(v) for v in names], counts, [labels[i] for i in order] if labels is not None else None,
-                 score[order], segment[order], original=order)
+                 score[order], segment[order], original=order,
+                 lines=np.asarray(source["line"])[order] if "line" in source else None)
 
 
-def _align(flat: _Flat, gt: GroundTruth, source: str, with_labels: bool, unknown_videos: str) -> Detections:
+def _align(flat: _Flat, gt: GroundTruth, source: str, with_labels: bool, unknown_videos: str,
+           reversed: str) -> Detections:
     bad = ~np.isfinite(flat.score)
     if bad.any():
         i = int(np.argmax(bad))
         raise EvaluationInputError(f"{source}: {flat.where(i)}: field 'score' must be finite, got {flat.score[i]}")
-    bad = ~np.isfinite(flat.segments).all(axis=1)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise EvaluationInputError(f"{source}: {flat.where(i)}: field 'segment' must be finite, "
-                                   f"got {flat.segments[i].tolist()}")
-    bad = flat.segments[:, 1] < flat.segments[:, 0]
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise EvaluationInputError(f"{source}: {flat.where(i)}: field 'segment' has negative length "
-                                   f"(end < start): {flat.segments[i].tolist()}")
+    checked = check_segments(flat.segments, lambda i: f"{source}: {flat.where(i)}", reversed)
+    flat.segments = checked.segments
 
     video_index = {v: i for i, v in enumerate(gt.video_ids)}
     video_ids = list(gt.video_ids)
@@ -387,7 +331,13 @@ def _align(flat: _Flat, gt: GroundTruth, source: str, with_labels: bool, unknown
             raise
     else:
         label = np.full(len(flat.score), -1, dtype=np.int64)
-    return Detections(tuple(video_ids), video, label, flat.segments, flat.score)
+    keep = checked.keep
+    on_unknown = int(np.count_nonzero(keep & (video >= len(gt.video_ids))))
+    report = InputReport(reordered=checked.num_swapped, dropped=checked.num_dropped,
+                         unknown_video_detections=on_unknown)
+    if checked.num_dropped:
+        return Detections(tuple(video_ids), video[keep], label[keep], flat.segments[keep], flat.score[keep], report)
+    return Detections(tuple(video_ids), video, label, flat.segments, flat.score, report)
 
 
 def write_results(path: str | os.PathLike, detections: Mapping[str, list[Mapping]], *,

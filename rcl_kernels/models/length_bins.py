@@ -1,6 +1,7 @@
 """mAP per instance-length bin, in the spirit of DETAD's sensitivity analysis (Alwassel et al., ECCV 2018).
 
-For a bin [lo, hi) of instance lengths (in feature steps of each video, so that "shorter than one
+For a bin (lo, hi] of instance lengths (rcl_kernels.evaluation.characteristics.Bins, the package's one
+definition of a bin, DETAD's; lengths in feature steps of each video, so that "shorter than one
 grid cell" means the same on every video):
   ground truth  the instances whose length falls in the bin (Ambiguous regions kept);
   detections    each detection is assigned to the bin of the same-class instance of its video it
@@ -18,6 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from rcl_kernels.evaluation import detection_map
+from rcl_kernels.evaluation.characteristics import Bins
 from rcl_kernels.evaluation.io import Detections, GroundTruth, load_detections
 from rcl_kernels.evaluation.tiou import pairwise_tiou
 
@@ -35,10 +37,10 @@ def instance_lengths(gt: GroundTruth, seconds_per_step: Mapping[str, float]) -> 
 
 
 def _assign_bins(det: Detections, gt: GroundTruth, gt_bin: np.ndarray, seconds_per_step: Mapping[str, float],
-                 edges: np.ndarray) -> np.ndarray:
-    """(P,) bin of each detection (see the module docstring)."""
+                 bins: Bins) -> np.ndarray:
+    """(P,) bin of each detection (see the module docstring), -1 outside every bin."""
     sps = np.array([seconds_per_step.get(det.video_ids[v], np.nan) for v in det.video], dtype=np.float64)
-    own = np.digitize((det.segments[:, 1] - det.segments[:, 0]) / sps, edges[1:-1])
+    own = bins.assign((det.segments[:, 1] - det.segments[:, 0]) / sps)
     out = own.copy()
     # Group by (video, label): the pairwise tIoU stays small per group.
     gt_key = gt.video.astype(np.int64) * (len(gt.classes) + 1) + gt.label
@@ -62,18 +64,19 @@ def _assign_bins(det: Detections, gt: GroundTruth, gt_bin: np.ndarray, seconds_p
 def map_by_length(predictions, gt: GroundTruth, seconds_per_step: Mapping[str, float], *,
                   edges: Sequence[float] | None = None, protocol: str = "thumos14",
                   tiou_thresholds=None) -> list[dict]:
-    """[{"bin": "[lo, hi)", "lo", "hi", "instances", "detections", "map": (K,) list, "average_map"}] per bin.
+    """[{"bin": "(lo, hi]", "lo", "hi", "instances", "detections", "map": (K,) list, "average_map"}] per bin.
 
     predictions: any form detection_map accepts; seconds_per_step: {video_id: seconds per feature step};
     edges: bin edges in steps (default: the quartiles of the instances' lengths).
     """
     det = load_detections(predictions, gt)
     lengths = instance_lengths(gt, seconds_per_step)
-    edges = quartile_edges(lengths) if edges is None else np.asarray(edges, dtype=np.float64)
-    gt_bin = np.digitize(lengths, edges[1:-1])
-    det_bin = _assign_bins(det, gt, gt_bin, seconds_per_step, edges)
+    bins = Bins.from_edges(quartile_edges(lengths) if edges is None else edges)
+    edges = np.asarray(bins.edges)
+    gt_bin = bins.assign(lengths)
+    det_bin = _assign_bins(det, gt, gt_bin, seconds_per_step, bins)
     rows = []
-    for b in range(len(edges) - 1):
+    for b in range(len(bins)):
         keep_gt = gt_bin == b
         sub_gt = dataclasses.replace(gt, video=gt.video[keep_gt], label=gt.label[keep_gt],
                                      segments=gt.segments[keep_gt])
@@ -81,7 +84,7 @@ def map_by_length(predictions, gt: GroundTruth, seconds_per_step: Mapping[str, f
         sub_det = {"video": np.asarray(det.video_ids)[det.video[keep]],
                    "label": det.label[keep], "score": det.score[keep], "segment": det.segments[keep]}
         result = detection_map(sub_det, sub_gt, tiou_thresholds, protocol=protocol)
-        rows.append({"bin": f"[{edges[b]:.3g}, {edges[b + 1]:.3g})", "lo": float(edges[b]), "hi": float(edges[b + 1]),
+        rows.append({"bin": bins.labels[b], "lo": float(edges[b]), "hi": float(edges[b + 1]),
                      "instances": int(keep_gt.sum()), "detections": int(keep.sum()),
                      "map": result.map.tolist(), "average_map": result.average_map})
     return rows

@@ -32,7 +32,7 @@ from rcl_kernels.models.losses import CLASSES, NUM_ANCHOR_OUTPUTS, OFFSETS, P1, 
 from rcl_kernels.models.refine import RecurrentRefiner, step_segments
 from rcl_kernels.models.sampling import grid_segments, training_samples
 from rcl_kernels.models.targets import anchor_targets, apply_offsets
-from rcl_kernels.nn.anchor_scorer import AnchorScorer
+from rcl_kernels.nn.score_anchors import AnchorScorer
 from rcl_kernels.ops.segment_interp import segment_interp
 from rcl_kernels.ops.soft_nms import soft_nms
 

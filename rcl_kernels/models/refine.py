@@ -21,7 +21,7 @@ from torch import nn
 
 from rcl_kernels.models.sampling import ordered
 from rcl_kernels.models.targets import apply_offsets
-from rcl_kernels.nn.anchor_scorer import AnchorScorer
+from rcl_kernels.nn.score_anchors import AnchorScorer
 
 # Refined coordinates are kept within this many window lengths of the window, so a wild early
 # prediction cannot produce inf / NaN segments.

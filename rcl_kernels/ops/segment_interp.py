@@ -1,8 +1,9 @@
 """SoI: continuous segment feature interpolation, the public op and its torch.library glue.
 
-The C++ operator rcl_kernels::segment_interp (CPU and CUDA kernels) gets its fake kernel and
-autograd formula here; the Triton backend is its own operator (rcl_kernels/triton/segment_interp.py)
-with the same schema; the reference backend is plain PyTorch and differentiates by autograd.
+The C++ operator rcl_kernels::segment_interp (schema in csrc/segment_interp.cpp, CPU and CUDA
+kernels) gets its fake kernel and autograd formula here; the Triton backend is its own operator,
+declared in rcl_kernels/triton/segment_interp.py with the same schema; the reference backend is
+plain PyTorch and differentiates by autograd.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import torch
 
 from rcl_kernels._backends import OpBackends
 from rcl_kernels._extension import EXTENSION_LOADED
-from rcl_kernels.ops import _segment_interp_glue as _glue
-from rcl_kernels.reference.segment_interp import PADDINGS, segment_interp_reference
-from rcl_kernels.triton import segment_interp as _triton_soi
+from rcl_kernels import _segment_interp_registration as _registration
+from rcl_kernels._vocabulary import PADDINGS, shape_of
+from rcl_kernels.reference.segment_interp import segment_interp_reference
+from rcl_kernels.triton import segment_interp as triton_segment_interp
 
 SEGMENT_INTERP_BACKENDS = OpBackends(
     op_name="segment_interp",
     backends=("reference", "cpu", "cuda", "triton"),
     auto_order={"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton", "reference")},
-    triton_available=lambda: _triton_soi.AVAILABLE,
+    triton_available=lambda: triton_segment_interp.AVAILABLE,
 )
 
 _FLOAT_FEATURES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -37,9 +39,9 @@ def check_segment_interp_args(
 ) -> None:
     """Raise an error naming the offending argument; never looks at tensor values (no sync)."""
     if not isinstance(features, torch.Tensor) or features.dim() != 3:
-        raise ValueError(f"segment_interp: features must be a tensor of shape (B, C, T), got {_shape(features)}")
+        raise ValueError(f"segment_interp: features must be a tensor of shape (B, C, T), got {shape_of(features)}")
     if not isinstance(segments, torch.Tensor) or segments.dim() != 3 or segments.shape[2] != 2:
-        raise ValueError(f"segment_interp: segments must be a tensor of shape (B, K, 2), got {_shape(segments)}")
+        raise ValueError(f"segment_interp: segments must be a tensor of shape (B, K, 2), got {shape_of(segments)}")
     if features.shape[0] != segments.shape[0]:
         raise ValueError(
             f"segment_interp: features has batch size {features.shape[0]} but segments has {segments.shape[0]}"
@@ -60,10 +62,6 @@ def check_segment_interp_args(
         raise ValueError(f"segment_interp: padding must be one of {PADDINGS}, got {padding!r}")
     if features.shape[2] == 0 and segments.shape[1] > 0 and features.shape[1] > 0:
         raise ValueError("segment_interp: features must have at least one time step (T >= 1)")
-
-
-def _shape(x) -> str:
-    return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
 
 
 def segment_interp(
@@ -110,15 +108,15 @@ def segment_interp(
     if chosen == "reference":
         return segment_interp_reference(*args)
     if chosen == "triton":
-        return _triton_soi.segment_interp_triton(*args)
+        return triton_segment_interp.segment_interp_triton(*args)
     return torch.ops.rcl_kernels.segment_interp.default(*args)
 
 
 if EXTENSION_LOADED:
-    torch.library.register_fake("rcl_kernels::segment_interp")(_glue.fake_forward)
-    torch.library.register_fake("rcl_kernels::segment_interp_backward")(_glue.fake_backward)
+    torch.library.register_fake("rcl_kernels::segment_interp")(_registration.fake_forward)
+    torch.library.register_fake("rcl_kernels::segment_interp_backward")(_registration.fake_backward)
     torch.library.register_autograd(
         "rcl_kernels::segment_interp",
-        _glue.backward_formula(torch.ops.rcl_kernels.segment_interp_backward.default),
-        setup_context=_glue.setup_context,
+        _registration.backward_formula(torch.ops.rcl_kernels.segment_interp_backward.default),
+        setup_context=_registration.setup_context,
     )

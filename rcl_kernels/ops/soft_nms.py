@@ -14,6 +14,7 @@ import torch
 
 from rcl_kernels._backends import OpBackends
 from rcl_kernels._extension import EXTENSION_LOADED
+from rcl_kernels._vocabulary import shape_of
 from rcl_kernels.reference.soft_nms import METHODS, soft_nms_reference
 
 SOFT_NMS_BACKENDS = OpBackends(
@@ -38,10 +39,6 @@ class SoftNMSResult(NamedTuple):
     counts: torch.Tensor  # (V,) int64, number of selected candidates
 
 
-def _shape(x) -> str:
-    return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
-
-
 def _finite_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -50,12 +47,12 @@ def check_soft_nms_args(segments, scores, labels, lengths, method, sigma, iou_th
                         width_gate) -> None:
     """Raise an error naming the offending argument; never looks at tensor values (no sync)."""
     if not isinstance(segments, torch.Tensor) or segments.dim() not in (2, 3) or segments.shape[-1] != 2:
-        raise ValueError(f"soft_nms: segments must have shape (V, P, 2) or (P, 2), got {_shape(segments)}")
+        raise ValueError(f"soft_nms: segments must have shape (V, P, 2) or (P, 2), got {shape_of(segments)}")
     batched = segments.dim() == 3
     want = "(V, P)" if batched else "(P,)"
     if not isinstance(scores, torch.Tensor) or scores.shape != segments.shape[:-1]:
         raise ValueError(
-            f"soft_nms: scores must have shape {want} = {tuple(segments.shape[:-1])}, got {_shape(scores)}"
+            f"soft_nms: scores must have shape {want} = {tuple(segments.shape[:-1])}, got {shape_of(scores)}"
         )
     for name, t in (("segments", segments), ("scores", scores)):
         if t.dtype not in _FLOAT_INPUTS:
@@ -64,7 +61,7 @@ def check_soft_nms_args(segments, scores, labels, lengths, method, sigma, iou_th
         raise ValueError(f"soft_nms: scores is on {scores.device} but segments is on {segments.device}")
     if labels is not None:
         if not isinstance(labels, torch.Tensor) or labels.shape != scores.shape:
-            raise ValueError(f"soft_nms: labels must have shape {want} = {tuple(scores.shape)}, got {_shape(labels)}")
+            raise ValueError(f"soft_nms: labels must have shape {want} = {tuple(scores.shape)}, got {shape_of(labels)}")
         if labels.dtype not in _INT_TYPES:
             raise TypeError(f"soft_nms: labels must be an integer tensor, got {labels.dtype}")
         if labels.device != segments.device:
@@ -73,7 +70,7 @@ def check_soft_nms_args(segments, scores, labels, lengths, method, sigma, iou_th
         if not batched:
             raise ValueError("soft_nms: lengths is only accepted with batched (V, P, 2) segments")
         if not isinstance(lengths, torch.Tensor) or lengths.shape != segments.shape[:1]:
-            raise ValueError(f"soft_nms: lengths must have shape (V,) = ({segments.shape[0]},), got {_shape(lengths)}")
+            raise ValueError(f"soft_nms: lengths must have shape (V,) = ({segments.shape[0]},), got {shape_of(lengths)}")
         if lengths.dtype not in _INT_TYPES:
             raise TypeError(f"soft_nms: lengths must be an integer tensor, got {lengths.dtype}")
         if lengths.device != segments.device:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-PADDINGS = ("zeros", "border", "bmn")
+from rcl_kernels._vocabulary import PADDINGS
 
 
 def accumulation_dtype(features: torch.Tensor) -> torch.dtype:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-PADDING_CODES = {"zeros": 0, "border": 1, "bmn": 2}
-_BORDER = tl.constexpr(1)
-_BMN = tl.constexpr(2)
+from rcl_kernels._vocabulary import PADDING_CODES
+
+_BORDER = tl.constexpr(PADDING_CODES["border"])
+_BMN = tl.constexpr(PADDING_CODES["bmn"])
 
 
 @triton.jit

@@ -14,7 +14,8 @@ import contextlib
 import torch
 
 from rcl_kernels._triton_support import TRITON_VERSION
-from rcl_kernels.ops import _segment_interp_glue as _glue
+from rcl_kernels import _segment_interp_registration as _registration
+from rcl_kernels._vocabulary import PADDING_CODES
 from rcl_kernels.reference.segment_interp import accumulation_dtype as _accumulation_dtype
 
 AVAILABLE = TRITON_VERSION is not None
@@ -46,9 +47,9 @@ def _context_tensor(context: float, dtype: torch.dtype, device: torch.device) ->
 
 
 def _check_launchable(features: torch.Tensor, padding: str) -> None:
-    if padding not in _kernels.PADDING_CODES:
+    if padding not in PADDING_CODES:
         raise ValueError(
-            f"segment_interp (triton): padding must be one of {tuple(_kernels.PADDING_CODES)}, got {padding!r}"
+            f"segment_interp (triton): padding must be one of {tuple(PADDING_CODES)}, got {padding!r}"
         )
     if features.shape[2] >= 2**31 - 1:
         raise ValueError(f"segment_interp (triton): T = {features.shape[2]} is too long (must be < 2^31)")
@@ -78,7 +79,7 @@ def segment_interp_triton_op(
             features, seg, _context_tensor(context, acc, features.device), out,
             C, T, K, N, S,
             *features.stride(), *seg.stride(),
-            PADDING=_kernels.PADDING_CODES[padding], BLOCK_C=block_c, BLOCK_N=block_n,
+            PADDING=PADDING_CODES[padding], BLOCK_C=block_c, BLOCK_N=block_n,
             num_warps=4, enable_fp_fusion=False,
         )  # fmt: skip
     return out
@@ -112,17 +113,17 @@ def segment_interp_triton_backward_op(
                 grad, features, seg, _context_tensor(context, acc, features.device), grad_features, grad_segments,
                 C, T, K, N, S,
                 *grad.stride(), *features.stride(), *seg.stride(),
-                PADDING=_kernels.PADDING_CODES[padding],
+                PADDING=PADDING_CODES[padding],
                 NEED_FEATURES=need_features_grad, NEED_SEGMENTS=need_segments_grad,
                 BLOCK_C=block_c, BLOCK_N=block_n, num_warps=4, enable_fp_fusion=False,
             )  # fmt: skip
     return grad_features.to(features.dtype), grad_segments.to(segments.dtype)
 
 
-segment_interp_triton_op.register_fake(_glue.fake_forward)
-segment_interp_triton_backward_op.register_fake(_glue.fake_backward)
-segment_interp_triton_op.register_autograd(_glue.backward_formula(segment_interp_triton_backward_op),
-                                           setup_context=_glue.setup_context)
+segment_interp_triton_op.register_fake(_registration.fake_forward)
+segment_interp_triton_backward_op.register_fake(_registration.fake_backward)
+segment_interp_triton_op.register_autograd(_registration.backward_formula(segment_interp_triton_backward_op),
+                                           setup_context=_registration.setup_context)
 
 
 def segment_interp_triton(

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .kernels import H100_OPTIN_BYTES, STATIC_BYTES
+from .kernels import H100_OPTIN_BYTES, PADDING_CODES, STATIC_BYTES
 
 INF, NAN = float("inf"), float("nan")
-PADDINGS = ("zeros", "border", "bmn")
+PADDINGS = tuple(PADDING_CODES)
 
 
 # --------------------------------------------------------------------------------------------

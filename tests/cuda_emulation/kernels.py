@@ -18,6 +18,10 @@ import torch
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+# The C++ enum values (csrc/segment_interp_common.h, csrc/soft_nms_common.h). Spelled out here,
+# not imported from rcl_kernels._vocabulary: the sanitized process must not import rcl_kernels
+# (its _C would register the ops a second time); tests/test_segment_interp_kernels.py checks
+# that the two agree.
 PADDING_CODES = {"zeros": 0, "border": 1, "bmn": 2}
 METHOD_CODES = {"gaussian": 0, "linear": 1, "hard": 2}
 # Every check of -fsanitize=undefined, plus float-to-int casts that overflow (not part of it in

@@ -2,7 +2,7 @@
 
 score(x) = Linear2(relu(Linear1(cat(flatten(SoI(F; x)), phi(x))))), phi = "ses" (3 columns).
 Baselines, measured in the same run:
-  eager    the reference composition (rcl_kernels/reference/anchor_scoring.py) in eager PyTorch
+  eager    the reference composition (rcl_kernels/reference/score_anchors.py) in eager PyTorch
   compile  the same under torch.compile (what a user gets today without this library)
 Modes: fwd (under no_grad) and fwd+bwd (gradients for the features and all four weights).
 dtypes: float32 (TF32 off, PyTorch's default), tf32 (float32 with allow_tf32 on, GPU only) and
@@ -32,10 +32,10 @@ from bench_segment_interp import grid_anchors  # noqa: E402
 from common import BenchConfig, row, standalone_main, try_measure  # noqa: E402
 
 import rcl_kernels  # noqa: E402
-from rcl_kernels.ops.anchor_scoring import ANCHOR_SCORING_BACKENDS  # noqa: E402
-from rcl_kernels.reference.anchor_scoring import anchor_scoring_reference  # noqa: E402
+from rcl_kernels.ops.score_anchors import SCORE_ANCHORS_BACKENDS  # noqa: E402
+from rcl_kernels.reference.score_anchors import score_anchors_reference  # noqa: E402
 
-OP = "anchor_scoring"
+OP = "score_anchors"
 E = 3  # "ses" coordinate features
 
 
@@ -96,7 +96,7 @@ def run(cfg: BenchConfig) -> list[dict]:
     precisions = [("float32", torch.float32, False)]
     if cfg.is_cuda:
         precisions += [("tf32", torch.float32, True), ("bfloat16", torch.bfloat16, False)]
-    ours = [b for b in ANCHOR_SCORING_BACKENDS.available(cfg.device.type)
+    ours = [b for b in SCORE_ANCHORS_BACKENDS.available(cfg.device.type)
             if b != "reference" and not (b == "triton" and not cfg.is_cuda)]  # the interpreter is no speed path
     for pname, p in problems(cfg.quick).items():
         B, C, T, N, K = (p[k] for k in ("B", "C", "T", "N", "K"))
@@ -137,7 +137,7 @@ def run(cfg: BenchConfig) -> list[dict]:
                                                                                     backend=b), True)
 
             def reference(f, s, w1, b1, w2, b2):
-                return anchor_scoring_reference(f, s, w1, b1, w2, b2, N)
+                return score_anchors_reference(f, s, w1, b1, w2, b2, N)
 
             too_big = "baseline skipped: needs ~126 GB (B=8 x 500,500 segments)" if p.get("fwd_only") else None
             add("eager", reference, False, too_big)
@@ -147,4 +147,4 @@ def run(cfg: BenchConfig) -> list[dict]:
 
 
 if __name__ == "__main__":
-    standalone_main("anchor_scoring", run, problems=problems(False))
+    standalone_main("score_anchors", run, problems=problems(False))

@@ -11,12 +11,12 @@ import torch
 
 import rcl_kernels
 from rcl_kernels import AnchorScorer, score_anchors
-from rcl_kernels.ops.anchor_scoring import ANCHOR_SCORING_BACKENDS
-from rcl_kernels.reference.anchor_scoring import COORD_FEATURES, anchor_scoring_reference, coordinate_features
+from rcl_kernels.ops.score_anchors import SCORE_ANCHORS_BACKENDS
+from rcl_kernels.reference.score_anchors import COORD_FEATURES, score_anchors_reference, coordinate_features
 from tolerances import assert_close_to_reference, max_abs_err
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-TRITON_OK = "triton" in ANCHOR_SCORING_BACKENDS.available(DEVICE.type)
+TRITON_OK = "triton" in SCORE_ANCHORS_BACKENDS.available(DEVICE.type)
 needs_triton = pytest.mark.skipif(not TRITON_OK, reason="Triton cannot run here")
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 GRAD_NAMES = ("features", "segments", "w1", "b1", "w2", "b2")
@@ -70,7 +70,7 @@ def reference_fn(kw):
     num_samples = options.pop("num_samples")
     keys = ("samples_per_point", "context", "padding", "coord_features", "activation", "num_steps")
     args = [options.get(k, d) for k, d in zip(keys, (1, 0.0, "zeros", "ses", "relu", None))]
-    return lambda *t: anchor_scoring_reference(*t, num_samples, *args)
+    return lambda *t: score_anchors_reference(*t, num_samples, *args)
 
 
 def check_against_reference(backend, tensors, kw, *, grads=True, factor=2.0):
@@ -107,6 +107,13 @@ def check_against_reference(backend, tensors, kw, *, grads=True, factor=2.0):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 def test_matches_reference_per_dtype(backend, dtype):
     tensors, kw = make_problem(dtype=dtype)
+    if dtype in LOW_PRECISION:
+        # relu's gradient jumps at 0: a pre-activation within rounding of 0 takes the other side
+        # in another summation order, moving the gradient by a whole row, whatever the kernel's
+        # accuracy. The smooth activation measures the gradients' rounding error; relu's 16-bit
+        # forward is checked below and its gradients in float32.
+        check_against_reference(backend, tensors, kw, grads=False)
+        kw["activation"] = "gelu"
     check_against_reference(backend, tensors, kw)
 
 
@@ -219,8 +226,8 @@ def test_empty(backend, B, K):
 def test_optional_biases_and_inferred_num_samples():
     tensors, kw = make_problem()
     features, segments, w1, _, w2, _ = tensors
-    expected = anchor_scoring_reference(features, segments, w1, None, w2, None, kw["num_samples"])
-    for backend in ANCHOR_SCORING_BACKENDS.available(DEVICE.type):
+    expected = score_anchors_reference(features, segments, w1, None, w2, None, kw["num_samples"])
+    for backend in SCORE_ANCHORS_BACKENDS.available(DEVICE.type):
         got = score_anchors(features, segments, w1, None, w2, None, backend=backend)  # N inferred from w1
         assert max_abs_err(got, expected) < 1e-4, backend
 
@@ -262,13 +269,13 @@ def test_opcheck_triton_ops():
     tensors, kw = make_problem(B=2, C=5, T=7, N=2, K=9, H=17, O=3)
     args = [t.detach().requires_grad_() for t in tensors]
     params = (kw["num_samples"], 2, 0.25, "bmn", "ses", "gelu", 7.0)
-    torch.library.opcheck(torch.ops.rcl_kernels.anchor_scoring_triton.default, (*args, *params, True))
-    torch.library.opcheck(torch.ops.rcl_kernels.anchor_scoring_triton.default,
+    torch.library.opcheck(torch.ops.rcl_kernels.score_anchors_triton.default, (*args, *params, True))
+    torch.library.opcheck(torch.ops.rcl_kernels.score_anchors_triton.default,
                           tuple(t.detach() for t in args) + (*params, False))
-    out, hidden = torch.ops.rcl_kernels.anchor_scoring_triton.default(*[t.detach() for t in args], *params, True)
+    out, hidden = torch.ops.rcl_kernels.score_anchors_triton.default(*[t.detach() for t in args], *params, True)
     grad_out = torch.randn_like(out)
     torch.library.opcheck(
-        torch.ops.rcl_kernels.anchor_scoring_triton_backward.default,
+        torch.ops.rcl_kernels.score_anchors_triton_backward.default,
         (grad_out, hidden, args[0].detach(), args[1].detach(), args[2].detach(), args[4].detach(), *params,
          True, True, True),
     )
@@ -278,7 +285,7 @@ def test_opcheck_triton_ops():
 def test_triton_backward_needs_saved_hidden():
     tensors, kw = make_problem(K=4)
     args = [t.detach().requires_grad_() for t in tensors]
-    out, _ = torch.ops.rcl_kernels.anchor_scoring_triton.default(*args, kw["num_samples"], 1, 0.0, "zeros", "ses",
+    out, _ = torch.ops.rcl_kernels.score_anchors_triton.default(*args, kw["num_samples"], 1, 0.0, "zeros", "ses",
                                                                    "relu", 13.0, False)
     with pytest.raises(RuntimeError, match="save_hidden=False"):
         out.sum().backward()
@@ -377,7 +384,7 @@ def test_module_is_the_functional():
     assert scorer.w1.shape == (20, 6 * 3 + 3) and scorer.w2.shape == (4, 20)
     features = torch.randn(2, 6, 11, device=DEVICE)
     segments = random_segments(2, 9, 11)
-    expected = anchor_scoring_reference(features, segments, scorer.w1, scorer.b1, scorer.w2, scorer.b2, 3, 3, 0.5,
+    expected = score_anchors_reference(features, segments, scorer.w1, scorer.b1, scorer.w2, scorer.b2, 3, 3, 0.5,
                                         "border", "ses", "gelu", 20.0)
     assert max_abs_err(scorer(features, segments, num_steps=20), expected) < 1e-5
     # float32 parameters serve bfloat16 features (cast in forward), output in bfloat16
@@ -415,7 +422,7 @@ def test_training_loss_curve_matches_reference(backend):
 
 def test_info_reports_the_op():
     report = rcl_kernels.info(file=False)
-    entry = report["ops"]["anchor_scoring"]["cpu"]
+    entry = report["ops"]["score_anchors"]["cpu"]
     assert entry["auto"] == "cpu" and "reference" in entry["available"]
 
 
@@ -457,6 +464,6 @@ def test_gpu_triton_tf32_follows_the_torch_flag():
         tf32 = score_anchors(*tensors, backend="triton", **kw)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = old
-    reference = anchor_scoring_reference(*[t.double() for t in tensors], kw["num_samples"])
+    reference = score_anchors_reference(*[t.double() for t in tensors], kw["num_samples"])
     assert max_abs_err(exact, reference) < 1e-4
     assert max_abs_err(tf32, reference) < 5e-2

@@ -1,7 +1,7 @@
 """Score every start <= end anchor of a 100-step video with RCL's continuous anchor MLP, without
 materialising the (B, K, C, N) interpolated features.
 
-    python python/anchor_scoring_example.py
+    python python/score_anchors_example.py
 """
 
 import torch

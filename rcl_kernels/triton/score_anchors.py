@@ -1,0 +1,258 @@
+"""Triton backend of score_anchors: launchers and the torch.library operators around the kernels.
+
+rcl_kernels::score_anchors_triton returns the scores and (when a gradient will be needed) the
+pre-activation; rcl_kernels::score_anchors_triton_backward computes every gradient. Both are
+declared here with torch.library.custom_op (with fake kernels and autograd), so
+torch.compile(fullgraph=True) treats them as opaque calls. The kernels, and why they are laid out
+as they are, are in _score_anchors_kernels.py. They run on CUDA tensors, and on CPU tensors under
+TRITON_INTERPRET=1.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rcl_kernels._triton_support import TRITON_VERSION
+from rcl_kernels._vocabulary import ACTIVATION_CODES, COORD_FEATURES, PADDING_CODES
+from rcl_kernels.reference.score_anchors import coordinate_features, coordinate_features_backward
+
+AVAILABLE = TRITON_VERSION is not None
+
+if AVAILABLE:
+    from rcl_kernels.triton import _score_anchors_kernels as _kernels
+
+DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _pow2_at_least(x: int, lo: int) -> int:
+    p = lo
+    while p < x:
+        p *= 2
+    return p
+
+
+# Interpreted (CPU) runs: the smallest tiles tl.dot allows, so the tiny CI shapes still span
+# several tiles along segments, time steps and hidden units.
+_INTERPRETER_BLOCKS = {"BLOCK_K": 16, "BLOCK_T": 16, "BLOCK_H": 16}
+
+
+def _interpreted(device: torch.device) -> bool:
+    """Whether kernels for tensors on `device` run in the Triton interpreter (CPU tensors)."""
+    return device.type == "cpu"
+
+
+def _launch(tuned, plain, grid, interpreted: bool, *args, **constexprs) -> None:
+    """Run a kernel: autotuned on a GPU, with the interpreter's fixed tiles on CPU tensors.
+    grid(meta) gives the launch grid for the chosen block sizes."""
+    if interpreted:
+        plain[grid(_INTERPRETER_BLOCKS)](*args, **constexprs, **_INTERPRETER_BLOCKS, num_warps=4, num_stages=1)
+    else:
+        tuned[grid](*args, **constexprs)
+
+
+def _precision(dtype: torch.dtype, device: torch.device) -> dict:
+    """tl.dot settings: TF32 for float32 only where torch's allow_tf32 flag says so; the
+    interpreter's bf16 workaround (see _mma)."""
+    interpreted = _interpreted(device)
+    if dtype == torch.float32 and (interpreted or not torch.backends.cuda.matmul.allow_tf32):
+        prec = "ieee"
+    else:
+        prec = "tf32"  # float32 where the user allowed TF32; ignored for 16-bit operands
+    return {"PREC": prec, "UPCAST": interpreted and dtype == torch.bfloat16}
+
+
+def _projection_weights(w1: torch.Tensor, C: int, N: int) -> torch.Tensor:
+    """W1's SoI columns as (C, N * hidden): G = F^T @ this gives G[b, t, n, h] (row-major)."""
+    H = w1.shape[0]
+    return w1[:, : C * N].reshape(H, C, N).permute(1, 2, 0).reshape(C, N * H)
+
+
+def _project(features: torch.Tensor, w1: torch.Tensor, N: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """G (B, T, N, H) = sum_c F[b, c, t] W1[h, c N + n], contiguous, in the features' dtype (a
+    PyTorch matmul: float32 accumulation, TF32 as the user's torch flags say), and F as (B, T, C)."""
+    B, C, T = features.shape
+    H = w1.shape[0]
+    if T * N * H >= 2**31:
+        raise ValueError(f"score_anchors: backend 'triton' needs T * num_samples * hidden < 2**31 per video, "
+                         f"got {T} * {N} * {H}")
+    f_tc = features.transpose(1, 2)
+    return torch.matmul(f_tc, _projection_weights(w1, C, N)).view(B, T, N, H), f_tc
+
+
+def _forward_impl(features, segments, w1, b1, w2, b2, num_samples, samples_per_point, context, padding,
+                  coord_features, activation, num_steps, save_hidden):
+    B, C, T = features.shape
+    K = segments.shape[1]
+    H, O = w1.shape[0], w2.shape[0]
+    N = num_samples
+    out = features.new_empty((B, K, O))
+    hidden = features.new_empty((B, K, H) if save_hidden else (0,))
+    if out.numel() == 0 and hidden.numel() == 0:
+        return out, hidden
+    projected, _ = _project(features, w1, N)
+    w1_coord = w1[:, C * N:].float().contiguous()
+    _launch(
+        _kernels.fwd_tuned, _kernels.fwd_kernel, lambda meta: (_cdiv(K, meta["BLOCK_K"]), B), _interpreted(features.device),
+        projected, segments.contiguous(), w1_coord, b1.float().contiguous(), w2.contiguous(),
+        b2.float().contiguous(), out, hidden, K, T, H, O, N, samples_per_point, float(context), float(num_steps),
+        PADDING=PADDING_CODES[padding], NUM_COORD=COORD_FEATURES[coord_features],
+        ACTIVATION=ACTIVATION_CODES[activation], SAVE_HIDDEN=save_hidden, BLOCK_O=_pow2_at_least(O, 16),
+        **_precision(features.dtype, features.device),
+    )
+    return out, hidden
+
+
+def _activation_backward(grad_act: torch.Tensor, hidden: torch.Tensor, activation: str) -> torch.Tensor:
+    """d hidden from d act(hidden), with PyTorch's own conventions (relu passes NaN's gradient)."""
+    if activation == "relu":
+        return torch.ops.aten.threshold_backward(grad_act, hidden, 0)
+    return torch.ops.aten.gelu_backward(grad_act, hidden)
+
+
+def _activation_forward(x: torch.Tensor, activation: str) -> torch.Tensor:
+    return torch.relu(x) if activation == "relu" else torch.nn.functional.gelu(x)
+
+
+def _backward_impl(grad_out, hidden, features, segments, w1, w2, num_samples, samples_per_point, context,
+                   padding, coord_features, activation, num_steps, need_features, need_segments, need_weights):
+    B, C, T = features.shape
+    K = segments.shape[1]
+    H, O = w1.shape[0], w2.shape[0]
+    N = num_samples
+    dtype = features.dtype
+    device = features.device
+    interpreted = _interpreted(device)
+    zeros = (torch.zeros_like(features, memory_format=torch.contiguous_format),
+             torch.zeros((B, K, 2), dtype=torch.float32, device=device), torch.zeros_like(w1), w1.new_zeros((H,)),
+             torch.zeros_like(w2), w2.new_zeros((O,)))
+    if B * K == 0:
+        return zeros
+    grad_features, grad_segments, grad_w1, grad_b1, grad_w2, grad_b2 = zeros
+    # The (B, K, hidden)-sized part in PyTorch, in the features' dtype as autograd would do it
+    # for the reference (matmuls accumulate in float32): no float32 copies of (B, K, hidden).
+    grad_hidden = _activation_backward(grad_out @ w2, hidden, activation).contiguous()  # (B, K, H)
+    phi = coordinate_features(segments, coord_features, num_steps)  # (B, K, E) float32
+    seg = segments.contiguous()
+    common = dict(PADDING=PADDING_CODES[padding], **_precision(dtype, device))
+    projected, f_tc = _project(features, w1, N)
+    if need_features or need_weights:
+        grad_projected = torch.empty((B, T, N, H), dtype=torch.float32, device=device)
+        _launch(
+            _kernels.bwd_projected_tuned, _kernels.bwd_projected_kernel,
+            lambda meta: (_cdiv(T, meta["BLOCK_T"]), _cdiv(H, meta["BLOCK_H"]), B * N), interpreted,
+            seg, grad_hidden, grad_projected, K, T, H, N, samples_per_point, float(context), **common,
+        )
+        grad_projected = grad_projected.to(dtype).view(B, T, N * H)
+        w_proj = _projection_weights(w1, C, N)  # (C, N H)
+        if need_features:
+            grad_features = torch.matmul(grad_projected, w_proj.t()).transpose(1, 2).contiguous()
+        if need_weights:
+            grad_w_proj = torch.matmul(f_tc.reshape(B * T, C).t(), grad_projected.reshape(B * T, N * H))
+            grad_w1_soi = grad_w_proj.view(C, N, H).permute(2, 0, 1).reshape(H, C * N)
+            rows_h = grad_hidden.reshape(B * K, H)
+            grad_w1_coord = rows_h.t() @ phi.reshape(B * K, -1).to(dtype)
+            grad_w1 = torch.cat([grad_w1_soi, grad_w1_coord], dim=1)
+            grad_b1 = rows_h.sum(0, dtype=torch.float32).to(dtype)
+            rows_out = grad_out.reshape(B * K, O)
+            grad_w2 = rows_out.t() @ _activation_forward(hidden, activation).reshape(B * K, H)
+            grad_b2 = rows_out.sum(0, dtype=torch.float32).to(dtype)
+    if need_segments:
+        if N * H > 0:
+            _launch(
+                _kernels.bwd_segments_tuned, _kernels.bwd_segments_kernel, lambda meta: (_cdiv(K, meta["BLOCK_K"]), B), interpreted,
+                projected, seg, grad_hidden, grad_segments, K, T, H, N, samples_per_point, float(context), **common,
+            )
+        if phi.shape[-1] > 0:
+            w1_coord = w1[:, C * N:]
+            grad_phi = (grad_hidden @ w1_coord).float()  # (B, K, E)
+            grad_segments += coordinate_features_backward(grad_phi, coord_features, num_steps)
+    return grad_features, grad_segments, grad_w1, grad_b1, grad_w2, grad_b2
+
+
+
+@torch.library.custom_op("rcl_kernels::score_anchors_triton", mutates_args=())
+def score_anchors_triton_op(
+    features: torch.Tensor, segments: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+    b2: torch.Tensor, num_samples: int, samples_per_point: int, context: float, padding: str,
+    coord_features: str, activation: str, num_steps: float, save_hidden: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores (B, K, O), pre-activation (B, K, H) when save_hidden, else an empty tensor)."""
+    return _forward_impl(features, segments, w1, b1, w2, b2, num_samples, samples_per_point, context,
+                         padding, coord_features, activation, num_steps, save_hidden)
+
+
+@score_anchors_triton_op.register_fake
+def _(features, segments, w1, b1, w2, b2, num_samples, samples_per_point, context, padding, coord_features,
+      activation, num_steps, save_hidden):
+    B, K = segments.shape[0], segments.shape[1]
+    out = features.new_empty((B, K, w2.shape[0]))
+    hidden = features.new_empty((B, K, w1.shape[0]) if save_hidden else (0,))
+    return out, hidden
+
+
+@torch.library.custom_op("rcl_kernels::score_anchors_triton_backward", mutates_args=())
+def score_anchors_triton_backward_op(
+    grad_out: torch.Tensor, hidden: torch.Tensor, features: torch.Tensor, segments: torch.Tensor,
+    w1: torch.Tensor, w2: torch.Tensor, num_samples: int, samples_per_point: int, context: float,
+    padding: str, coord_features: str, activation: str, num_steps: float, need_features: bool,
+    need_segments: bool, need_weights: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients for (features, segments, w1, b1, w2, b2); the ones not asked for are zeros."""
+    return _backward_impl(grad_out.contiguous(), hidden, features, segments, w1, w2, num_samples,
+                          samples_per_point, context, padding, coord_features, activation, num_steps,
+                          need_features, need_segments, need_weights)
+
+
+@score_anchors_triton_backward_op.register_fake
+def _(grad_out, hidden, features, segments, w1, w2, num_samples, samples_per_point, context, padding,
+      coord_features, activation, num_steps, need_features, need_segments, need_weights):
+    return (features.new_empty(features.shape), segments.new_empty(segments.shape), w1.new_empty(w1.shape),
+            w1.new_empty((w1.shape[0],)), w2.new_empty(w2.shape), w2.new_empty((w2.shape[0],)))
+
+
+def _setup_context(ctx, inputs, output):
+    features, segments, w1, b1, w2, b2 = inputs[:6]
+    ctx.params = tuple(inputs[6:13])
+    ctx.save_for_backward(features, segments, w1, w2, output[1])
+    ctx.mark_non_differentiable(output[1])
+
+
+def _backward(ctx, grad_out, _grad_hidden):
+    features, segments, w1, w2, hidden = ctx.saved_tensors
+    if hidden.dim() != 3:
+        raise RuntimeError(
+            "rcl_kernels::score_anchors_triton was run with save_hidden=False; call it through "
+            "rcl_kernels.score_anchors, which saves the pre-activation when a gradient is needed"
+        )
+    need = ctx.needs_input_grad
+    grads = torch.ops.rcl_kernels.score_anchors_triton_backward.default(
+        grad_out, hidden, features, segments, w1, w2, *ctx.params, need[0], need[1], any(need[2:6])
+    )
+    return tuple(g if need[i] else None for i, g in enumerate(grads)) + (None,) * 8
+
+
+score_anchors_triton_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def score_anchors_triton(features, segments, w1, b1, w2, b2, num_samples, samples_per_point, context, padding,
+                          coord_features, activation, num_steps):
+    """Validated-input entry point used by rcl_kernels.score_anchors (backend="triton")."""
+    if not AVAILABLE:
+        raise RuntimeError("score_anchors: the triton backend needs the triton package")
+    if features.dtype not in DTYPES:
+        raise TypeError(f"score_anchors: backend 'triton' supports float16, bfloat16 and float32 features, "
+                        f"got {features.dtype}")
+    H, O = w1.shape[0], w2.shape[0]
+    b1 = w1.new_zeros((H,)) if b1 is None else b1
+    b2 = w2.new_zeros((O,)) if b2 is None else b2
+    tensors = (features, segments, w1, b1, w2, b2)
+    save_hidden = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    out, _ = torch.ops.rcl_kernels.score_anchors_triton.default(
+        features, segments.to(torch.float32), w1, b1, w2, b2, num_samples, samples_per_point, float(context),
+        padding, coord_features, activation, float(num_steps), save_hidden,
+    )
+    return out
