@@ -1,9 +1,9 @@
 """Runs every emulated CUDA kernel and every C++ CPU kernel over the edge corpus, in a process
 where AddressSanitizer and UndefinedBehaviorSanitizer are loaded (tests/test_sanitizers.py
 starts it with LD_PRELOAD; this is not a test module). The libraries it loads are built with
--fsanitize=address,undefined: the emulation libraries (tests/cuda_emulation/kernels.py) and
-csrc/ops.cpp + csrc/cpu/*.cpp as an operator library, loaded with torch.ops.load_library
-instead of rcl_kernels._C (so rcl_kernels itself is not imported).
+-fsanitize=address,undefined: the emulation libraries (tests/cuda_emulation/kernels.py) and the
+schema files csrc/*.cpp with csrc/cpu/*.cpp as an operator library, loaded with
+torch.ops.load_library instead of rcl_kernels._C (so rcl_kernels itself is not imported).
 
 Results are compared as well (Soft-NMS: emulated CUDA equal to the CPU kernel bit for bit;
 SoI: emulated CUDA close to the CPU kernel, with the same NaN and inf entries), so a kernel that
