@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one call a session with a lent GPU makes (the device tool runs it in the repository root):
-# build the extension for the card, run the test suite (CUDA and Triton on the GPU, every dtype),
-# run the CUDA kernels' tests once under compute-sanitizer memcheck, then the benchmarks.
-# Everything lands under $OUT in at most 8 files (the benchmark folder travels as one tarball).
+# build the extension for the card, run the launch-boundary and multi-device cases, the test suite
+# (CUDA and Triton on the GPU, every dtype), our CUDA kernels' tests under compute-sanitizer
+# memcheck, racecheck and initcheck, then the benchmarks.
+# Everything lands under $OUT in at most 11 files (the benchmark folder travels as one tarball).
 #
 # A lent machine gives 15 minutes in all, starts included, and one command at most 10, so every
 # step has a time limit and all of them end within GPU_CHECK_BUDGET_S of the start (default 480 s:
@@ -24,6 +25,7 @@ if [[ -z "${TORCH_CUDA_ARCH_LIST:-}" ]]; then
 fi
 stamp() { echo "[$(date +%T) +${SECONDS}s] $*" | tee -a "$OUT/steps.log"; }
 left() { local s=$((BUDGET_S - SECONDS - $1)); echo $((s > 10 ? s : 10)); }  # seconds left, keeping $1 back
+limit() { local s; s=$(left "$1"); echo $((s < $2 ? s : $2)); }  # left, keeping $1 back, at most $2
 plugins=""  # parallel workers and a per-test limit, where the plugins are installed
 python -c "import xdist" 2>/dev/null && plugins="-n 8"
 python -c "import pytest_timeout" 2>/dev/null && plugins="$plugins --timeout 180"
@@ -35,6 +37,14 @@ if ! timeout "$(left 300)" pip install -e . --no-build-isolation --no-deps >"$OU
 fi
 python -c "import rcl_kernels; rcl_kernels.info()" 2>&1 | tee -a "$OUT/steps.log"
 
+# First, what a run on a card is most wanted for and what is quick: Soft-NMS launched at every
+# shared-memory boundary (issue 16), and the kernels on a second device (skipped with one GPU).
+stamp "launch boundaries and second device"
+timeout "$(limit 330 40)" python -m pytest -q -p no:cacheprovider -rfEs -m gpu \
+  -k "boundary or second_device" tests/test_soft_nms_cuda_emulated.py tests/test_segment_interp_kernels.py \
+  >"$OUT/boundaries.log" 2>&1
+stamp "boundaries exit $?: $(tail -1 "$OUT/boundaries.log")"
+
 # The whole suite: the CPU tests are quick on 16 cores and the GPU ones are the point. No -x: a
 # first run on a card should list every failure.
 stamp "tests"
@@ -42,12 +52,21 @@ timeout "$(left 240)" python -m pytest tests -q -p no:cacheprovider $plugins -rf
 stamp "tests exit $?: $(tail -1 "$OUT/tests.log")"
 
 # Our own CUDA kernels only (tests marked gpu, not the Triton or torch.compile ones), one failure
-# at most: memcheck slows every kernel launch, PyTorch's included.
-stamp "compute-sanitizer memcheck"
-timeout "$(left 200)" compute-sanitizer --tool memcheck --error-exitcode 9 python -m pytest -q -x -p no:cacheprovider \
-  -m gpu -k "cuda and not triton and not compile" tests/test_segment_interp.py tests/test_soft_nms.py \
-  >"$OUT/memcheck.log" 2>&1
-stamp "memcheck exit $?: $(grep -E 'ERROR SUMMARY|passed|failed' "$OUT/memcheck.log" | tail -2 | tr '\n' ' ')"
+# at most: the sanitizers slow every kernel launch, PyTorch's included. memcheck: out-of-bounds
+# and misaligned accesses; racecheck: shared-memory hazards (Soft-NMS's block argmax, the SoI
+# backward's slab); initcheck: reads of global memory never written (outputs from at::empty).
+sanitize() {  # tool, seconds kept back, at most seconds, pytest -k expression, test files...
+  local tool=$1 keep=$2 most=$3 expr=$4; shift 4
+  stamp "compute-sanitizer $tool"
+  timeout "$(limit "$keep" "$most")" compute-sanitizer --tool "$tool" --error-exitcode 9 \
+    python -m pytest -q -x -p no:cacheprovider -m gpu -k "$expr" "$@" >"$OUT/$tool.log" 2>&1
+  stamp "$tool exit $?: $(grep -E 'ERROR SUMMARY|passed|failed' "$OUT/$tool.log" | tail -2 | tr '\n' ' ')"
+}
+ours="cuda and not triton and not compile and not large_k"
+sanitize memcheck 200 60 "$ours" tests/test_segment_interp.py tests/test_soft_nms.py tests/test_soft_nms_cuda_emulated.py
+sanitize racecheck 160 40 "$ours and (code_paths or one_gradient or large_p or random or boundary)" \
+  tests/test_segment_interp_kernels.py tests/test_soft_nms.py tests/test_soft_nms_cuda_emulated.py
+sanitize initcheck 120 40 "$ours" tests/test_segment_interp.py tests/test_soft_nms.py
 
 stamp "benchmarks"
 timeout "$(left 15)" python benchmarks/run.py --out "$OUT/bench" --no-plots \

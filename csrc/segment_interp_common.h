@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "host_device.h"
+#include "rounding.h"
 
 namespace rcl_kernels {
 
@@ -19,35 +20,6 @@ inline int parse_padding(std::string_view name) {
   if (name == "border") return static_cast<int>(Padding::Border);
   if (name == "bmn") return static_cast<int>(Padding::Bmn);
   return -1;
-}
-
-// Separately rounded multiply and divide. The CUDA build uses --use_fast_math, under which nvcc
-// fuses a + b * c into one FMA and approximates float division; positions would then differ from
-// the CPU kernel and the reference by an ulp, and at integer positions that flips the
-// interpolation interval (and so the segment gradient). Positions use these on every backend.
-template <typename acc_t>
-RCL_HOST_DEVICE acc_t mul_rn(acc_t x, acc_t y) {
-#ifdef __CUDA_ARCH__
-  if constexpr (sizeof(acc_t) == sizeof(double)) {
-    return __dmul_rn(x, y);
-  } else {
-    return __fmul_rn(x, y);
-  }
-#else
-  return x * y;
-#endif
-}
-template <typename acc_t>
-RCL_HOST_DEVICE acc_t div_rn(acc_t x, acc_t y) {
-#ifdef __CUDA_ARCH__
-  if constexpr (sizeof(acc_t) == sizeof(double)) {
-    return __ddiv_rn(x, y);
-  } else {
-    return __fdiv_rn(x, y);
-  }
-#else
-  return x / y;
-#endif
 }
 
 // Fraction t_k of sub-sample k along the window [a, b]: k / (M - 1), or 1/2 when M == 1.

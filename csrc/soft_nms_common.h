@@ -3,8 +3,7 @@
 // Every backend (these two kernels and the PyTorch reference, rcl_kernels/reference/soft_nms.py)
 // must pick the same candidates, ties included, so every value that decides a selection is
 // computed in float32 by the same sequence of correctly rounded IEEE operations:
-//   * no fused multiply-add: on the device the __f*_rn intrinsics (never contracted, whatever
-//     --use_fast_math says); on the host the kernel file turns contraction off;
+//   * no fused multiply-add: add_rn, sub_rn, mul_rn, div_rn (rounding.h);
 //   * the Gaussian weight uses its own exp (below) instead of the library's, whose last bit
 //     differs between glibc, CUDA and PyTorch's vectorised kernels;
 //   * scores below FLT_MIN in magnitude are flushed to 0 explicitly, so the device's
@@ -19,6 +18,7 @@
 #include <string_view>
 
 #include "host_device.h"
+#include "rounding.h"
 
 namespace rcl_kernels {
 namespace soft_nms {
@@ -52,36 +52,6 @@ inline Params make_params(int method, double sigma, double iou_threshold, double
                 width_gate,
                 static_cast<float>(gate_t1),
                 static_cast<float>(gate_t2)};
-}
-
-// Correctly rounded float32 operations that the compiler may not fuse.
-RCL_HOST_DEVICE float add_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-RCL_HOST_DEVICE float sub_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-RCL_HOST_DEVICE float mul_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-RCL_HOST_DEVICE float div_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
 }
 
 RCL_HOST_DEVICE float float_from_bits(int32_t bits) {

@@ -2,7 +2,7 @@
 through the public op.
 
 - CUDA kernels on the CPU: csrc/cuda/segment_interp_kernels.cuh compiled with the host compiler
-  on top of tests/cuda_emulation (each CUDA thread an OS thread, real barriers and atomics), so
+  on top of tests/cuda_emulation (each CUDA thread its own fiber and stack, real barriers), so
   the kernel code, including the paths only odd shapes reach (point tiles, pair overflow, the
   feature gradient without a shared-memory slab, blocks looping over work), runs in CI.
 - Triton kernels and their torch.library operators: on CPU tensors under TRITON_INTERPRET=1
@@ -14,13 +14,12 @@ through the public op.
 from __future__ import annotations
 
 import ctypes
-import pathlib
-import shutil
-import subprocess
 import warnings
 
 import pytest
 import torch
+from cuda_emulation import kernels as emulation
+from cuda_emulation.edge_corpus import SegmentInterpCase, awkward_segments
 from tolerances import assert_close_to_reference
 
 import rcl_kernels
@@ -30,34 +29,7 @@ from rcl_kernels._vocabulary import PADDING_CODES, PADDINGS
 from rcl_kernels.reference.segment_interp import segment_interp_reference
 from rcl_kernels.triton import segment_interp as triton_soi
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 HAS_CUDA = torch.cuda.is_available()
-
-
-def awkward_segments(B: int, K: int, T: int, generator: torch.Generator) -> torch.Tensor:
-    """(B, K, 2) float64 segments: random ones inside and outside [0, T-1], and in batch 0 (as
-    many as fit) the awkward cases: NaN, inf, huge, zero-length, very short, reversed, integer
-    grid anchors (positions exactly on integers, 0 and T-1 included), a window in BMN's (-1, 0)
-    truncation band."""
-    seg = torch.rand(B, K, 2, generator=generator, dtype=torch.float64) * (T + 4) - 3
-    special = torch.tensor(
-        [
-            [float("nan"), 3.0],
-            [float("inf"), 1e30],
-            [-1e30, 2.0],
-            [2.0, 1e30],
-            [2.0, 2.0],
-            [1.5, 1.5005],
-            [T - 1.5, 0.25],
-            [0.0, T - 1.0],
-            [1.0, 3.0],
-            [-0.9, -0.1],
-            [T - 1.2, T + 0.7],
-        ],
-        dtype=torch.float64,
-    )[:K]
-    seg[0, : special.shape[0]] = special
-    return seg
 
 
 def reference_with_grads(features, segments, grad_output, *args):
@@ -92,54 +64,17 @@ def assert_matches_exact(ours, exact, dtype, what, scale=1.0):
 
 @pytest.fixture(scope="module")
 def emulated_cuda(tmp_path_factory):
-    compiler = shutil.which("c++") or shutil.which("g++")
-    if compiler is None:
+    if emulation.compiler() is None:
         pytest.skip("no C++ compiler for the CUDA emulation")
-    lib = tmp_path_factory.mktemp("cuda_emulation") / "segment_interp_emulated.so"
-    cmd = [
-        compiler, "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", "-Wall", "-Wno-unknown-pragmas",
-        f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'tests' / 'cuda_emulation'}",
-        str(ROOT / "tests" / "cuda_emulation" / "segment_interp_emulated.cpp"), "-o", str(lib),
-    ]  # fmt: skip
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return ctypes.CDLL(str(lib))
+    return ctypes.CDLL(str(emulation.build("segment_interp_emulated", tmp_path_factory.mktemp("cuda_emulation"))))
 
 
-def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
-    return ctypes.c_void_p(t.data_ptr())
+def test_emulation_padding_codes_are_the_vocabulary():
+    assert emulation.PADDING_CODES == PADDING_CODES
 
 
-def _sizes(*values) -> list[ctypes.c_int64]:
-    return [ctypes.c_int64(v) for v in values]
-
-
-def emulated_forward(lib, features, segments, N, S, context, padding, *, max_grid=1 << 30):
-    B, C, T = features.shape
-    K = segments.shape[1]
-    f = features.contiguous()
-    seg = segments.to(f.dtype).contiguous()
-    out = torch.full((B, K, C, N), 12345.0, dtype=f.dtype)  # every entry must be overwritten
-    entry = lib.soi_forward_f64 if f.dtype == torch.float64 else lib.soi_forward_f32
-    entry(_ptr(f), _ptr(seg), _ptr(out), *_sizes(B, C, T, K, N, S), ctypes.c_double(context),
-          ctypes.c_int(PADDING_CODES[padding]), ctypes.c_int64(max_grid))  # fmt: skip
-    return out
-
-
-def emulated_backward(
-    lib, grad_output, features, segments, N, S, context, padding, *, need=(True, True), max_grid=1 << 30, sms=4
-):
-    B, C, T = features.shape
-    K = segments.shape[1]
-    f = features.contiguous()
-    seg = segments.to(f.dtype).contiguous()
-    g = grad_output.to(f.dtype).contiguous()
-    grad_f = torch.zeros_like(f)
-    grad_s = torch.zeros((B, K, 2), dtype=f.dtype)
-    entry = lib.soi_backward_f64 if f.dtype == torch.float64 else lib.soi_backward_f32
-    entry(_ptr(g), _ptr(f), _ptr(seg), _ptr(grad_f), _ptr(grad_s), *_sizes(B, C, T, K, N, S),
-          ctypes.c_double(context), ctypes.c_int(PADDING_CODES[padding]), ctypes.c_int(need[0]),
-          ctypes.c_int(need[1]), ctypes.c_int64(max_grid), ctypes.c_int64(sms))  # fmt: skip
-    return grad_f, grad_s
+emulated_forward = emulation.segment_interp_forward
+emulated_backward = emulation.segment_interp_backward
 
 
 def check_emulated(
@@ -209,6 +144,27 @@ def test_emulated_cuda_pair_overflow_is_reached(emulated_cuda):
     # The "pair-overflow" case above must really overflow: one long segment, 3 points, S = 40.
     segments = torch.tensor([[[0.0, 99.0]] * 10], dtype=torch.float64)
     check_emulated(emulated_cuda, 1, 3, 100, 10, 3, 40, 0.0, "zeros", torch.float64, segments=segments)
+
+
+@pytest.mark.parametrize("need", [(True, True), (False, True)], ids=["both", "segments-only"])
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_emulated_cuda_segment_gradient_with_non_finite_features(emulated_cuda, padding, need):
+    """Issue 16: the CUDA backward skipped every channel whose output gradient is 0, so where
+    those channels' features hold inf or NaN its segment gradient was finite, while the CPU
+    kernel, Triton and autograd compute 0 x inf = NaN. Now the NaN entries are the same."""
+    case = SegmentInterpCase("special", 2, 5, 9, 12, 7, 3, 0.5, padding, special_features=True)
+    features, segments, grad = case.inputs()
+    segments = segments.float()
+    args = (case.N, case.S, case.context, padding)
+    _, grad_s = emulated_backward(emulated_cuda, grad, features, segments, *args, need=need)
+    f = features.clone().requires_grad_()
+    s = segments.clone().requires_grad_()
+    expected = torch.autograd.grad(segment_interp_reference(f, s, *args), s, grad)[0]
+    assert (grad[:, :, :3] == 0).all() and expected.isnan().any()  # the case reaches the defect
+    torch.testing.assert_close(grad_s, expected, rtol=1e-4, atol=1e-4, equal_nan=True)
+    if has_kernel("segment_interp", "CPU"):
+        cpu = torch.ops.rcl_kernels.segment_interp_backward(grad, features, segments, *args, *need)[1]
+        torch.testing.assert_close(grad_s, cpu, rtol=1e-4, atol=1e-4, equal_nan=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -522,3 +478,27 @@ def test_gpu_no_host_synchronisation_and_side_stream(backend):
     torch.testing.assert_close(out, expected)
     for got, want in zip(grads, expected_grads):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_gpu_second_device(backend):
+    """Inputs on cuda:1 while cuda:0 is current: kernels must run on the inputs' device."""
+    _gpu_backend_or_skip(backend)
+    if torch.cuda.device_count() < 2:
+        pytest.skip("one GPU")
+    gen = torch.Generator().manual_seed(8)
+    features = torch.randn(2, 9, 30, generator=gen)
+    segments = (torch.rand(2, 14, 2, generator=gen) * 34 - 2).sort(-1).values
+    grad_output = torch.randn(2, 14, 9, 6, generator=gen)
+    results = {}
+    with torch.cuda.device(0):
+        for name, device in (("cpu", "cpu"), (backend, "cuda:1")):
+            f = features.to(device).requires_grad_()
+            s = segments.to(device).requires_grad_()
+            out = rcl_kernels.segment_interp(f, s, 6, samples_per_point=3, context=0.5, backend=name)
+            grads = torch.autograd.grad(out, (f, s), grad_output.to(device))
+            assert out.device == torch.device(device) and all(g.device == out.device for g in grads)
+            results[name] = [t.cpu() for t in (out, *grads)]
+    for got, want in zip(results[backend], results["cpu"]):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

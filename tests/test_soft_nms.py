@@ -389,6 +389,7 @@ def test_empty_inputs(device, V, P):
             assert out.indices.shape == (V, 4) and out.segments.shape == (V, 4, 2) and out.counts.shape == (V,)
             assert (out.indices == -1).all() and (out.counts == 0).all() and (out.scores == 0).all()
             assert (out.labels is None) == (labels is None)
+            assert labels is None or (out.labels == -1).all()
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -297,7 +297,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> soft_nms_
   const int64_t* len_ptr = len.defined() ? len.const_data_ptr<int64_t>() : nullptr;
   float* o_seg = out_segments.mutable_data_ptr<float>();
   float* o_sc = out_scores.mutable_data_ptr<float>();
-  int64_t* o_lab = lab_ptr != nullptr ? out_labels.mutable_data_ptr<int64_t>() : nullptr;
+  // lab_ptr is null for P = 0 even with labels: the label outputs must still be written (-1).
+  int64_t* o_lab = lab.defined() ? out_labels.mutable_data_ptr<int64_t>() : nullptr;
   int64_t* o_idx = out_indices.mutable_data_ptr<int64_t>();
   int64_t* o_cnt = out_counts.mutable_data_ptr<int64_t>();
   // Videos are handed out one at a time from a shared counter rather than in fixed slices:

@@ -46,6 +46,7 @@
 
 #include <limits>
 
+#include "cuda/device_attributes.h"
 #include "cuda/segment_interp_kernels.cuh"
 #include "segment_interp_checks.h"
 #include "segment_interp_common.h"
@@ -53,13 +54,7 @@
 namespace rcl_kernels {
 namespace {
 
-using namespace soi_cuda;
-
-int multiprocessor_count(int device) {
-  int count = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
+using namespace segment_interp;
 
 Shape make_shape(const at::Tensor& features, const at::Tensor& segments, int64_t num_samples,
                  int64_t samples_per_point) {
@@ -120,7 +115,7 @@ std::tuple<at::Tensor, at::Tensor> segment_interp_backward_cuda(
     const at::Tensor seg = segments.to(acc_type).contiguous();
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     const dim3 block = point_block(p.N, kBackwardThreads);
-    const int multiprocessors = multiprocessor_count(features.get_device());
+    const int multiprocessors = device_attribute(cudaDevAttrMultiProcessorCount, features.get_device());
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "segment_interp_backward_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const BackwardPlan plan = plan_backward(p, sizeof(acc_t), multiprocessors, block.y, need_features_grad);

@@ -10,13 +10,8 @@
 
 #include "segment_interp_common.h"
 
-// Dynamic shared memory; the CPU emulation supplies its own definition.
-#ifndef RCL_DYNAMIC_SHARED_BYTES
-#define RCL_DYNAMIC_SHARED_BYTES(name) extern __shared__ __align__(16) unsigned char name[]
-#endif
-
 namespace rcl_kernels {
-namespace soi_cuda {
+namespace segment_interp {
 
 // (index, weight) pairs a thread keeps per point: the 2S taps of S <= 3 sub-samples always fit
 // (S = 3 is BMN's setting); more registers would cost occupancy in the fused backward kernel.
@@ -213,7 +208,11 @@ __global__ void __launch_bounds__(kBackwardThreads)
           const scalar_t* f_row = features + (b * p.C + c0) * p.T;
           for (int64_t c = 0; c < cn; ++c, f_row += p.T) {
             const acc_t gv = load_acc<scalar_t, acc_t>(g + c * p.N);
-            if (gv == acc_t(0)) continue;
+            // A zero gv adds only zeros to the feature gradient, so its atomics are skipped; the
+            // segment gradient still takes gv * fs, which is NaN for an inf or NaN feature, as
+            // on every other backend.
+            const bool scatter = kFeatures && gv != acc_t(0);
+            if (!scatter && !kSegments) continue;
             const acc_t gv_mean = gv * inv_s;
             acc_t* grad_row = target + c * p.T;
             acc_t fs = 0, fe = 0;
@@ -221,7 +220,7 @@ __global__ void __launch_bounds__(kBackwardThreads)
 #pragma unroll
               for (int j = 0; j < kMaxPairs; ++j) {
                 if (j < pairs.count) {
-                  if (kFeatures) atomicAdd(grad_row + pairs.idx[j], pairs.w[0][j] * gv_mean);
+                  if (scatter) atomicAdd(grad_row + pairs.idx[j], pairs.w[0][j] * gv_mean);
                   if (kSegments) {
                     const acc_t f = load_acc<scalar_t, acc_t>(f_row + pairs.idx[j]);
                     fs += pairs.w[1][j] * f;
@@ -231,7 +230,7 @@ __global__ void __launch_bounds__(kBackwardThreads)
               }
             } else {
               for_each_tap(win, n, p, pad, [&](const Tap<acc_t>& tap, acc_t t) {
-                if (kFeatures) {
+                if (scatter) {
                   if (tap.w0 != acc_t(0)) atomicAdd(grad_row + tap.i0, tap.w0 * gv_mean);
                   if (tap.w1 != acc_t(0)) atomicAdd(grad_row + tap.i1, tap.w1 * gv_mean);
                 }
@@ -323,5 +322,5 @@ inline BackwardPlan plan_backward(const Shape& p, int64_t acc_bytes, int64_t mul
   return plan;
 }
 
-}  // namespace soi_cuda
+}  // namespace segment_interp
 }  // namespace rcl_kernels

@@ -10,7 +10,7 @@
 namespace {
 
 using namespace rcl_kernels;
-using namespace rcl_kernels::soi_cuda;
+using namespace rcl_kernels::segment_interp;
 
 Shape make_shape(int64_t B, int64_t C, int64_t T, int64_t K, int64_t N, int64_t S) {
   return Shape{B, C, T, K, N, S, N * S};
@@ -23,6 +23,7 @@ unsigned capped_grid(int64_t jobs, int64_t max_grid) {
 template <typename T>
 void forward(const T* features, const T* segments, T* out, const Shape& p, double context, int padding,
              int64_t max_grid) {
+  if (p.B * p.K * p.C * p.N == 0) return;  // as the CUDA entry point: nothing to launch
   emu::launch(dim3(capped_grid(p.B * p.K, max_grid)), point_block(p.N, kForwardThreads), 0, [&] {
     segment_interp_forward_kernel<T, T>(features, segments, out, p, static_cast<T>(context),
                                         static_cast<Padding>(padding));
@@ -34,6 +35,7 @@ template <typename T>
 void backward(const T* grad_out, const T* features, const T* segments, T* grad_features, T* grad_segments,
               const Shape& p, double context, int padding, bool need_features, bool need_segments, int64_t max_grid,
               int64_t multiprocessors) {
+  if (p.B * p.K * p.C * p.N == 0 || !(need_features || need_segments)) return;  // as the CUDA entry point
   const dim3 block = point_block(p.N, kBackwardThreads);
   const BackwardPlan plan = plan_backward(p, sizeof(T), multiprocessors, block.y, need_features);
   const dim3 grid(capped_grid(p.B * plan.channel_tiles * plan.segment_groups, max_grid));
@@ -66,3 +68,7 @@ void backward(const T* grad_out, const T* features, const T* segments, T* grad_f
 
 RCL_EMULATED_ENTRY_POINTS(float, f32)
 RCL_EMULATED_ENTRY_POINTS(double, f64)
+
+// Signed overflow on purpose, for x > 0: tests/test_sanitizers.py checks that UBSan reports it
+// (so a build that lost -fsanitize=undefined cannot pass the memcheck silently).
+extern "C" int sanitizer_probe_signed_overflow(int x) { return x + std::numeric_limits<int>::max(); }
