@@ -83,6 +83,35 @@ def test_bad_flag_values_name_the_flag(flag, value, match):
         build_configs(flag_values={flag: value})
 
 
+def test_each_config_key_is_declared_once_with_its_rule_and_help():
+    import dataclasses
+
+    from rcl_kernels.models.config import RunConfig
+
+    model_keys = [f.name for f in dataclasses.fields(ModelConfig)]
+    run_keys = [f.name for f in dataclasses.fields(RunConfig)]
+    assert not set(model_keys) & set(run_keys)  # one feature_dim: the model's
+    for f in dataclasses.fields(ModelConfig) + dataclasses.fields(RunConfig):
+        assert f.metadata["help"] and f.metadata["rule"].expected, f.name
+    # an older config file / checkpoint run config naming feature_dim still sets it
+    model, _ = build_configs({"feature_dim": (12, "old.cfg line 1")})
+    assert model.feature_dim == 12
+    with pytest.raises(ConfigError, match=r"old.cfg line 1: feature_dim must be an int >= 1, got 0"):
+        build_configs({"feature_dim": (0, "old.cfg line 1")})
+
+
+def test_train_loop_module_still_imports_with_a_deprecation_warning():
+    import importlib
+    import sys
+
+    sys.modules.pop("rcl_kernels.models.train_loop", None)
+    with pytest.warns(DeprecationWarning, match="train_loop is deprecated"):
+        module = importlib.import_module("rcl_kernels.models.train_loop")
+    from rcl_kernels.models.training import train
+
+    assert module.train is train
+
+
 def test_real_feature_datasets_need_paths():
     with pytest.raises(ConfigError, match=r"annotations must be a path \(dataset 'actionformer' reads real features\)"):
         build_configs(flag_values={"dataset": "actionformer"})
@@ -396,7 +425,8 @@ def tiny_run_flags(tmp_path, **extra) -> dict:
 
 
 def test_checkpoint_resume_replays_the_same_steps(tmp_path):
-    from rcl_kernels.models.train_loop import load_checkpoint, train
+    from rcl_kernels.models.checkpoints import load_checkpoint
+    from rcl_kernels.models.training import train
 
     model_cfg, run_cfg = build_configs(flag_values=tiny_run_flags(tmp_path / "a"))
     straight = train(model_cfg, run_cfg)
@@ -420,7 +450,7 @@ def test_checkpoint_resume_replays_the_same_steps(tmp_path):
 
 
 def test_load_checkpoint_errors_name_the_file(tmp_path):
-    from rcl_kernels.models.train_loop import load_checkpoint
+    from rcl_kernels.models.checkpoints import load_checkpoint
 
     with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nope.pt"):
         load_checkpoint(str(tmp_path / "nope.pt"))
@@ -530,7 +560,7 @@ def _ddp_worker(rank: int, world: int, port: int, flags: dict, queue) -> None:
                       MASTER_PORT=str(port))
     import torch.distributed as dist
 
-    from rcl_kernels.models.train_loop import train
+    from rcl_kernels.models.training import train
 
     model_cfg, run_cfg = build_configs(flag_values=flags)
     result = train(model_cfg, run_cfg)

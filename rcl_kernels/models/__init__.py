@@ -1,11 +1,14 @@
 """A minimal RCL detector built on the library's kernels (RCL, Wang et al., CVPR 2022).
 
-- config: ModelConfig / RunConfig, from flags or a `key = value` file.
+- config: ModelConfig / RunConfig (each key declared once, with its check), from flags or a `key = value` file.
 - rcl: the RCL model (and its "grid" variant), training losses and detection candidates.
 - encoder, boundary, sampling, targets, losses, refine: its parts.
 - postprocess: candidates -> Soft-NMS -> ActivityNet-format results in seconds.
 - length_bins: mAP per instance-length bin (DETAD-style sensitivity).
-- train_loop: training (seeded, resumable, AMP on GPU, DDP under torchrun) and evaluation.
+- distributed, schedule, checkpoints: the device and torchrun setup, the step-determined data order
+  and learning-rate schedule, resumable checkpoints.
+- training: the training loop (seeded, resumable, AMP on GPU, DDP under torchrun).
+- inference, reporting: detection and evaluation of a split; metrics as JSON and markdown.
 """
 
 from rcl_kernels.models.config import GRID_PRESET, ConfigError, ModelConfig, RunConfig, build_configs
