@@ -252,8 +252,9 @@ def test_balanced_bce_and_banded_mse_formulas():
     assert math.isclose(balanced_bce(logits, positive, valid).item(), expected, rel_tol=1e-6)
     pred = torch.tensor([0.1, 0.5, 0.9, 0.2])
     target = torch.tensor([0.0, 0.5, 0.8, 0.1])
-    # bands: <= 0.3 -> entries 0 and 3, (0.3, 0.7] -> entry 1, > 0.7 -> entry 2
-    expected = ((0.01 + 0.01) / 2 + 0.0 + 0.01) / 3
+    # bands: (0, 0.3] -> entry 3, (0.3, 0.7] -> entry 1, > 0.7 -> entry 2; tIoU 0 (entry 0) is not
+    # regressed (BMN's low band starts above 0)
+    expected = (0.01 + 0.0 + 0.01) / 3
     assert math.isclose(banded_mse(pred, target, torch.ones(4, dtype=torch.bool)).item(), expected, rel_tol=1e-5)
 
 
@@ -599,3 +600,79 @@ def test_write_results_json_is_activitynet_format(tmp_path):
     write_results_json(str(path), {"v": [{"label": "a", "score": 0.5, "segment": [1.0, 2.0]}]})
     payload = json.load(open(path))
     assert payload["results"]["v"][0]["segment"] == [1.0, 2.0] and payload["external_data"] == {}
+
+
+# -- the fixes of issue 17 ---------------------------------------------------------------------------
+
+def test_class_agnostic_scores_leave_the_class_probability_out():
+    torch.manual_seed(0)
+    model = tiny_model(refine_steps=0)
+    features, mask, _, _ = tiny_batch()
+    agnostic = model.detect(features, mask, class_agnostic=True)
+    aware = model.detect(features, mask)
+    assert (agnostic.labels == 0).all()
+    with torch.no_grad():  # change only the class logits: class-agnostic scores must not move
+        model.scorer.w2[4:] += torch.randn_like(model.scorer.w2[4:])
+    moved = model.detect(features, mask, class_agnostic=True)
+    torch.testing.assert_close(moved.scores, agnostic.scores)
+    assert not torch.allclose(model.detect(features, mask).scores, aware.scores)
+    # class-aware scores are the class-agnostic ones times the top class probability
+    assert torch.all(aware.scores <= agnostic.scores + 1e-7)
+
+
+def test_refine_step_m_weighs_alpha_to_the_m(monkeypatch):
+    """Eq. 8: the loss of refinement step m weighs alpha^m (stage 0 weighs 1)."""
+    import rcl_kernels.models.rcl as rcl_module
+
+    calls = []
+
+    def fake_losses(outputs, targets, valid, **kw):
+        value = outputs.sum() * 0 + 10.0 ** len(calls)
+        calls.append(1)
+        return {k: value for k in ("classification", "regression", "offset", "class")}
+
+    monkeypatch.setattr(rcl_module, "anchor_losses", fake_losses)
+    model = tiny_model(refine_steps=2, refine_alpha=0.5)
+    terms = model(*tiny_batch(), generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 3
+    assert terms["classification"].item() == pytest.approx(1 + 0.5 * 10 + 0.25 * 100)
+
+
+def test_refiner_detaches_its_state_and_reads_the_previous_confidences(monkeypatch):
+    torch.manual_seed(0)
+    model = tiny_model(refine_steps=3)
+    refiner = model.refiner
+    assert refiner.cell.input_size == model.config.refine_state + 2
+    states = []
+    cell_forward = refiner.cell.forward
+
+    def recording(inputs, hx):
+        states.append(hx)
+        return cell_forward(inputs, hx)
+
+    monkeypatch.setattr(refiner.cell, "forward", recording)
+    with torch.no_grad():
+        refiner.correction.weight.normal_()
+    features, mask, _, _ = tiny_batch()
+    encoded, _, _ = model.encode(features, mask)
+    segments = torch.tensor([[[2.0, 8.0], [10.0, 14.0]]]).expand(2, -1, -1)
+    low = refiner(model.score, encoded, segments, torch.full((2, 2, 2), -3.0))
+    high = refiner(model.score, encoded, segments, torch.full((2, 2, 2), 3.0))
+    assert len(states) == 6 and not any(h.requires_grad for h in states)  # detached like the coordinates
+    assert low[-1][1].requires_grad  # each step still trains its own update
+    assert not torch.allclose(low[0][1], high[0][1])  # the first step reads the confidences it is given
+
+
+def test_scale_invariant_samples_are_clipped_to_the_video():
+    instances = torch.tensor([[[0.5, 3.0], [16.0, 19.5]]])
+    valid = torch.tensor([[True, True]])
+    lengths = torch.tensor([20.0])
+    g = torch.Generator().manual_seed(0)
+    loose, _ = scale_invariant_samples(instances, valid, 500, 1.0, g)
+    assert loose.min() < 0 and loose.max() > 20  # the unclipped draw leaves the video
+    clipped, _ = scale_invariant_samples(instances, valid, 500, 1.0, torch.Generator().manual_seed(0),
+                                         lengths=lengths)
+    from rcl_kernels.models.sampling import MIN_LENGTH
+
+    assert clipped.min() >= -MIN_LENGTH / 2 and clipped.max() <= 20 + MIN_LENGTH / 2
+    assert torch.all(clipped[..., 1] > clipped[..., 0])

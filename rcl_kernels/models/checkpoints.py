@@ -8,14 +8,14 @@ import os
 import torch
 
 from rcl_kernels.models.config import ConfigError, ModelConfig, RunConfig, model_config_from_dict
-from rcl_kernels.models.rcl import RCL
+from rcl_kernels.models.rcl import Detector, build_model
 
 CHECKPOINT_FORMAT = 1
 # Model config keys that may differ between a checkpoint and the run that resumes it.
 RESUMABLE_CHANGES = {"backend", "candidates", "classes_per_segment", "use_boundary_score", "inference_resolution"}
 
 
-def save_checkpoint(path: str, model: RCL, optimizer, scheduler, step: int, run: RunConfig,
+def save_checkpoint(path: str, model: Detector, optimizer, scheduler, step: int, run: RunConfig,
                     classes: tuple[str, ...]) -> None:
     """Atomic write (temporary file, then rename) of everything needed to resume or detect."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -50,12 +50,12 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     return state
 
 
-def model_from_checkpoint(path: str, device: torch.device, backend: str | None = None) -> tuple[RCL, dict]:
+def model_from_checkpoint(path: str, device: torch.device, backend: str | None = None) -> tuple[Detector, dict]:
     state = load_checkpoint(path)
     values = dict(state["model_config"])
     if backend is not None:
         values["backend"] = backend
-    model = RCL(model_config_from_dict(values, source=path))
+    model = build_model(model_config_from_dict(values, source=path))
     model.load_state_dict(state["model"])
     return model.to(device), state
 

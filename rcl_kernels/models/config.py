@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, NamedTuple
 
-VARIANTS = ("rcl", "grid")
+VARIANTS = ("rcl", "grid", "bmn")
 SAMPLINGS = ("grid", "random", "sis")
 BACKENDS = ("fast", "reference")
 OFFSET_HEADS = ("separate", "shared")
@@ -80,7 +80,8 @@ class ModelConfig:
     """The network, its training samples and losses (RCL, Wang et al. CVPR 2022, Sec. 3)."""
 
     variant: str = option("rcl", one_of(VARIANTS),
-                          "rcl (continuous anchors, SIS, refinement) or grid (the BMN-style baseline preset)")
+                          "rcl (continuous anchors, SIS, refinement), grid (RCL's scorer on grid cells only) "
+                          "or bmn (BMN as published: boundary-matching confidence maps)")
     feature_dim: int = option(64, int_at_least(1), "channels of the input features: the network's input and the "
                               "synthetic data's dimension (real features set it from their files)")
     num_classes: int = option(20, int_at_least(1), "action classes (set from the data by training)")
@@ -123,11 +124,16 @@ class ModelConfig:
     lambda_boundary: float = option(1.0, NON_NEGATIVE, "weight of the start / end loss")
     lambda_class: float = option(1.0, NON_NEGATIVE, "weight of the class loss")
     refine_alpha: float = option(0.8, number(lambda v: 0 < v <= 1, "a number in (0, 1]"),
-                                 "step m of M weighs alpha^(M - m)")
+                                 "step m of M weighs alpha^m (eq. 8 of the paper)")
     offset_min_tiou: float = option(0.5, FRACTION, "offsets are supervised where tIoU* reaches this "
                                     "(as box regression on positives)")
     class_min_tiou: float = option(0.5, FRACTION, "classes are supervised where tIoU* reaches this")
     boundary_region: float = option(3.0, POSITIVE, "BMN's boundary region width, in encoder steps")
+    # BMN's proposal evaluation module (variant bmn; Lin et al. ICCV 2019, Sec. 3.3)
+    pem_channels: int = option(512, int_at_least(1), "BMN: channels of the convolution over the N samples")
+    pem_hidden: int = option(128, int_at_least(1), "BMN: channels of the 2D convolutions")
+    pem_positive_tiou: float = option(0.9, number(lambda v: 0 < v < 1, "a number in (0, 1)"),
+                                      "BMN: the classification map's positives, tIoU above this")
     backend: str = option("fast", one_of(BACKENDS),
                           "fast (the library's kernels) or reference (pure PyTorch), for every op")
 
@@ -141,6 +147,9 @@ class ModelConfig:
 
 # The BMN-style baseline: discrete grid cells only, no continuous samples, offsets or refinement.
 GRID_PRESET = {"sampling": ("grid",), "inference_resolution": 1.0, "refine_steps": 0, "use_offsets": False}
+# BMN as published: its BM layer samples N x 3 points over a window widened by half the length.
+BMN_PRESET = {**GRID_PRESET, "samples_per_point": 3, "context": 0.5}
+PRESETS = {"grid": GRID_PRESET, "bmn": BMN_PRESET}
 
 
 @dataclass
@@ -333,14 +342,17 @@ def build_configs(file_values: Mapping[str, tuple[Any, str]] | None = None,
     model, run = ModelConfig(), RunConfig()
     where: dict[str, str] = {}
     variant = merged.get("variant", ("rcl", ""))[0]
-    if variant == "grid":
-        for key, value in GRID_PRESET.items():
-            setattr(model, key, value)
-            where[key] = "the grid preset"
+    for key, value in PRESETS.get(variant, {}).items():
+        setattr(model, key, value)
+        where[key] = f"the {variant} preset"
     for key, (value, source) in merged.items():
         setattr(model if key in model_keys else run, key, value)
         where[key] = source
-    return model.validate(where), run.validate(where)
+    model.validate(where), run.validate(where)
+    if model.variant == "bmn" and not run.class_agnostic:
+        _fail("class_agnostic", run.class_agnostic, "True with variant 'bmn' (BMN proposes class-agnostic segments)",
+              where)
+    return model, run
 
 
 def model_config_from_dict(values: Mapping[str, Any], source: str = "checkpoint") -> ModelConfig:
@@ -362,6 +374,6 @@ def help_text(config_class, key: str) -> str:
     return next(f.metadata["help"] for f in fields(config_class) if f.name == key)
 
 
-__all__ = ["BACKENDS", "DATASETS", "GRID_PRESET", "SAMPLINGS", "VARIANTS", "ConfigError", "ModelConfig", "Rule",
+__all__ = ["BACKENDS", "BMN_PRESET", "DATASETS", "GRID_PRESET", "PRESETS", "SAMPLINGS", "VARIANTS", "ConfigError", "ModelConfig", "Rule",
            "RunConfig", "build_configs", "help_text", "model_config_from_dict", "option", "read_config_file",
            "replace"]

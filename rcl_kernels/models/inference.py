@@ -18,7 +18,8 @@ from rcl_kernels.models.data_setup import SplitData, batch_tensors
 from rcl_kernels.models.distributed import autocast
 from rcl_kernels.models.length_bins import map_by_length
 from rcl_kernels.models.postprocess import DetectionCollector
-from rcl_kernels.models.rcl import OP_BACKEND, RCL
+from rcl_kernels.models.candidates import OP_BACKEND
+from rcl_kernels.models.rcl import Detector
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Evaluation:
     metrics: dict  # protocol, tiou_thresholds, map, average_map, by_length, timing
 
 
-def detect(model: RCL, run: RunConfig, data: SplitData, device: torch.device) -> tuple[dict, float]:
+def detect(model: Detector, run: RunConfig, data: SplitData, device: torch.device) -> tuple[dict, float]:
     """Detections of every video of `data`, and the wall time it took (model + Soft-NMS)."""
     loader = DataLoader(data.items, batch_size=run.eval_batch_size, shuffle=False, collate_fn=data.collate,
                         num_workers=run.num_workers)
@@ -38,7 +39,7 @@ def detect(model: RCL, run: RunConfig, data: SplitData, device: torch.device) ->
         for batch in tqdm(loader, desc="detect", unit="batch", disable=not run.progress, dynamic_ncols=True):
             features, mask, _, _ = batch_tensors(batch, device)
             with autocast(run, device):
-                candidates = model.detect(features, mask)
+                candidates = model.detect(features, mask, class_agnostic=run.class_agnostic)
             collector.add(candidates, batch)
     sigma, min_score = run.effective_nms
     results = collector.results(data.videos.classes, top_k=run.effective_top_k, sigma=sigma, min_score=min_score,
@@ -56,7 +57,7 @@ def ground_truth(data: SplitData, class_agnostic: bool):
     return gt
 
 
-def evaluate(model: RCL, run: RunConfig, data: SplitData, device: torch.device, *,
+def evaluate(model: Detector, run: RunConfig, data: SplitData, device: torch.device, *,
              length_edges=None) -> Evaluation:
     results, seconds = detect(model, run, data, device)
     gt = ground_truth(data, run.class_agnostic)

@@ -20,12 +20,12 @@ paper compares against: integer grid cells only, no offsets, no refinement; ever
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
+from rcl_kernels.models.bmn import BMN
 from rcl_kernels.models.boundary import BoundaryHead, boundary_loss, boundary_targets
+from rcl_kernels.models.candidates import OP_BACKEND, Candidates
 from rcl_kernels.models.config import ModelConfig
 from rcl_kernels.models.encoder import Encoder
 from rcl_kernels.models.losses import CLASSES, NUM_ANCHOR_OUTPUTS, OFFSETS, P1, P2, anchor_losses
@@ -36,21 +36,9 @@ from rcl_kernels.nn.anchor_scorer import AnchorScorer
 from rcl_kernels.ops.segment_interp import segment_interp
 from rcl_kernels.ops.soft_nms import soft_nms
 
-# ModelConfig.backend -> the backend argument of each op.
-OP_BACKEND = {"fast": "auto", "reference": "reference"}
-
 # Training segments refined per video are drawn with this weight where tIoU* < offset_min_tiou
 # (1 elsewhere): refinement matters near instances, which is also where inference applies it.
 FAR_SEGMENT_WEIGHT = 0.05
-
-
-class Candidates(NamedTuple):
-    """Detections of a batch before Soft-NMS, in input steps of each item."""
-
-    segments: torch.Tensor  # (B, P, 2) float32
-    scores: torch.Tensor  # (B, P) float32
-    labels: torch.Tensor  # (B, P) int64
-    valid: torch.Tensor  # (B, P) bool
 
 
 class RCL(nn.Module):
@@ -120,7 +108,8 @@ class RCL(nn.Module):
                                            step_mask)}
         samples, sample_valid = training_samples(
             cfg.sampling, T, cfg.max_duration, instances, valid_instances, jitter=cfg.random_jitter,
-            per_instance=cfg.sis_per_instance, spread=cfg.sis_spread, generator=generator)
+            per_instance=cfg.sis_per_instance, spread=cfg.sis_spread, lengths=lengths.to(instances.dtype),
+            generator=generator)
         sample_valid = sample_valid & (samples[..., 0] < lengths[:, None])  # not inside the padding
         outputs = self.score(encoded, samples)
         targets = anchor_targets(samples, instances, labels, valid_instances)
@@ -133,14 +122,14 @@ class RCL(nn.Module):
             near = targets.tiou >= cfg.offset_min_tiou
             weight = torch.where(near, 1.0, FAR_SEGMENT_WEIGHT) * sample_valid + 1e-6
             pick = torch.multinomial(weight, R, replacement=False, generator=generator)
-            start = self._next_segments(torch.gather(samples, 1, pick[..., None].expand(-1, -1, 2)),
-                                        torch.gather(outputs, 1, pick[..., None].expand(-1, -1, outputs.shape[-1])), T)
             picked_valid = torch.gather(sample_valid, 1, pick)
-            M = cfg.refine_steps
-            for m, (x, y) in enumerate(self.refiner(self.score, encoded, start), start=1):
+            picked_outputs = torch.gather(outputs, 1, pick[..., None].expand(-1, -1, outputs.shape[-1]))
+            start = self._next_segments(torch.gather(samples, 1, pick[..., None].expand(-1, -1, 2)), picked_outputs, T)
+            steps = self.refiner(self.score, encoded, start, picked_outputs[..., (P1, P2)])
+            for m, (x, y) in enumerate(steps, start=1):
                 step_terms = anchor_losses(y, anchor_targets(x, instances, labels, valid_instances), picked_valid,
                                            **loss_kw)
-                w = cfg.refine_alpha ** (M - m)
+                w = cfg.refine_alpha ** m  # eq. 8 of the paper
                 for key, value in step_terms.items():
                     stage[key] = stage[key] + w * value
         terms.update(stage)
@@ -152,8 +141,10 @@ class RCL(nn.Module):
     # -- inference -----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def detect(self, features: torch.Tensor, mask: torch.Tensor) -> Candidates:
-        """Candidates of a batch (before Soft-NMS), in input steps."""
+    def detect(self, features: torch.Tensor, mask: torch.Tensor, class_agnostic: bool = False) -> Candidates:
+        """Candidates of a batch (before Soft-NMS), in input steps. class_agnostic: localisation only,
+        scored without the class probability (which would only add the class head's noise to the
+        ranking), every label 0."""
         cfg = self.config
         encoded, boundary_logits, step_mask = self.encode(features, mask)
         B, _, T = encoded.shape
@@ -175,7 +166,8 @@ class RCL(nn.Module):
         outputs = torch.gather(outputs, 1, top[..., None].expand(-1, -1, outputs.shape[-1]))
 
         if self.refiner is not None:
-            segments, outputs = self.refiner(self.score, encoded, self._next_segments(segments, outputs, T))[-1]
+            segments, outputs = self.refiner(self.score, encoded, self._next_segments(segments, outputs, T),
+                                             outputs[..., (P1, P2)])[-1]
         final = apply_offsets(segments.float(), outputs[..., OFFSETS].float()) if cfg.use_offsets else segments.float()
         final = torch.stack([final.min(dim=-1).values, final.max(dim=-1).values], dim=-1)
         # The grid's domain [0, length] (cells end at most at the length, as grid_segments builds them).
@@ -183,7 +175,11 @@ class RCL(nn.Module):
         score = torch.sigmoid(outputs[..., P1].float()) * torch.sigmoid(outputs[..., P2].float())
         if cfg.use_boundary_score:
             score = score * self.boundary_probability(torch.sigmoid(boundary_logits.float()), final)
-        class_prob, labels = self.class_probabilities(outputs)
+        if class_agnostic:
+            class_prob = torch.ones_like(score)[..., None]
+            labels = torch.zeros(class_prob.shape, dtype=torch.int64, device=score.device)
+        else:
+            class_prob, labels = self.class_probabilities(outputs)
         k = class_prob.shape[-1]
         score = (score[..., None] * class_prob).reshape(B, P * k)
         final = (final[:, :, None, :].expand(B, P, k, 2) * cfg.encoder_stride).reshape(B, P * k, 2)
@@ -220,5 +216,10 @@ def score_segments(scorer: AnchorScorer, regressor: AnchorScorer | None, encoded
     return torch.cat([out[..., :2], offsets.to(out.dtype), out[..., 4:]], dim=-1)
 
 
-def build_model(config: ModelConfig) -> RCL:
-    return RCL(config)
+# Every detector of the package: the same forward (losses) and detect (candidates) interface.
+Detector = RCL | BMN
+
+
+def build_model(config: ModelConfig) -> Detector:
+    """The detector of config.variant: BMN for "bmn", else RCL (whose "grid" variant is a preset)."""
+    return BMN(config) if config.variant == "bmn" else RCL(config)

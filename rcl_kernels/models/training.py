@@ -21,7 +21,7 @@ from rcl_kernels.models.checkpoints import check_resume_config, load_checkpoint,
 from rcl_kernels.models.config import ModelConfig, RunConfig
 from rcl_kernels.models.data_setup import SplitData, batch_tensors, feature_dim_of, load_split
 from rcl_kernels.models.distributed import autocast, seed_everything, setup_distributed, step_generator
-from rcl_kernels.models.rcl import RCL
+from rcl_kernels.models.rcl import Detector, build_model
 from rcl_kernels.models.schedule import StepBatches, lr_factor, make_optimizer
 
 
@@ -34,7 +34,7 @@ def prepare_model_config(model_cfg: ModelConfig, data: SplitData) -> ModelConfig
 
 @dataclass
 class TrainResult:
-    model: RCL
+    model: Detector
     steps: int
     seconds: float
     losses: list[float]  # loss of every step run here
@@ -48,7 +48,7 @@ def train(model_cfg: ModelConfig, run: RunConfig, train_data: SplitData | None =
     seed_everything(run.seed, device)
     train_data = train_data or load_split(run, "train", feature_dim=model_cfg.feature_dim)
     model_cfg = prepare_model_config(model_cfg, train_data)
-    model = RCL(model_cfg).to(device)
+    model = build_model(model_cfg).to(device)
     optimizer, scheduler = make_optimizer(model, run)
     start = 0
     checkpoint_path = os.path.join(run.output_dir, "last.pt")
