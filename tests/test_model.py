@@ -676,3 +676,44 @@ def test_scale_invariant_samples_are_clipped_to_the_video():
 
     assert clipped.min() >= -MIN_LENGTH / 2 and clipped.max() <= 20 + MIN_LENGTH / 2
     assert torch.all(clipped[..., 1] > clipped[..., 0])
+
+
+# -- baselines and controls ----------------------------------------------------------------------
+
+def test_prior_baseline_ranks_cells_by_training_matches():
+    from rcl_kernels.data.annotations import VideoAnnotation
+    from rcl_kernels.data.dataset import Timeline, VideoDataset
+    from rcl_kernels.models.prior_baseline import fit_prior, prior_detections
+
+    def videos(specs):
+        records = [VideoAnnotation(f"v{i}", duration, np.array(segs, dtype=np.float64), tuple(label for _ in segs),
+                                   fps=30.0) for i, (duration, segs, label) in enumerate(specs)]
+        return VideoDataset(records, ("a",), [Timeline.rescaled(10, r.duration, 30.0) for r in records])
+
+    # relative [0, 0.5] three times, [0.5, 1] once
+    train = videos([(10.0, [[0.0, 5.0]], "a"), (20.0, [[0.0, 10.0], [10.0, 20.0]], "a"), (4.0, [[0.0, 2.0]], "a")])
+    prior = fit_prior(train, grid=10, top_n=5, match_tiou=1.0)
+    assert prior.segments[0].tolist() == [0.0, 0.5] and prior.scores[0] == pytest.approx(0.75)
+    assert prior.segments[1].tolist() == [0.5, 1.0] and prior.scores[1] == pytest.approx(0.25)
+    assert np.all(prior.scores[2:] == 0)
+    test = videos([(30.0, [[0.0, 15.0]], "a")])
+    results = prior_detections(prior, test)
+    assert results["v0"][0] == {"label": "action", "score": pytest.approx(0.75), "segment": [0.0, 15.0]}
+    with pytest.raises(ValueError, match="fit_prior: grid and top_n must be >= 1"):
+        fit_prior(train, grid=0)
+
+
+def test_other_video_control_keeps_labels_and_swaps_features():
+    _, run = build_configs(flag_values={"dataset": "activitynet-synthetic", "temporal_scale": 16,
+                                        "max_train_videos": 6, "feature_control": "other-video"})
+    _, plain_run = build_configs(flag_values={"dataset": "activitynet-synthetic", "temporal_scale": 16,
+                                              "max_train_videos": 6})
+    from rcl_kernels.models.data_setup import load_split
+
+    control = load_split(run, "train", feature_dim=8)
+    plain = load_split(plain_run, "train", feature_dim=8)
+    assert len(control.items) == len(plain.items) == 6
+    for i in range(6):
+        a, b = control.items[i], plain.items[i]
+        assert torch.equal(a["segments"], b["segments"]) and a["video_id"] == b["video_id"]
+        assert torch.equal(a["features"], plain.items[(i + 3) % 6]["features"])

@@ -31,6 +31,7 @@ BACKENDS = ("fast", "reference")
 OFFSET_HEADS = ("separate", "shared")
 DATASETS = ("thumos14-synthetic", "activitynet-synthetic", "actionformer", "bsn", "gtad")
 PROTOCOLS = ("thumos14", "activitynet")
+FEATURE_CONTROLS = ("none", "other-video")
 
 
 class ConfigError(ValueError):
@@ -171,6 +172,9 @@ class RunConfig:
     noise: float | None = option(None, NON_NEGATIVE, "synthetic difficulty (none: the generator's defaults)")
     boundary_sharpness: float | None = option(None, POSITIVE, "synthetic boundary sharpness")
     data_seed: int = option(0, int_at_least(0), "seed of the synthetic data")
+    feature_control: str = option("none", one_of(FEATURE_CONTROLS),
+                                  "other-video: every item gets the features of another item of its split (the "
+                                  "features-without-signal control: real statistics, no relation to the labels)")
     max_train_videos: int | None = option(None, int_at_least(1), "use the first videos of the train split")
     max_test_videos: int | None = option(None, int_at_least(1), "use the first videos of the test split")
     max_video_steps: int | None = option(None, int_at_least(1), "crop long videos (THUMOS14-structured data)")

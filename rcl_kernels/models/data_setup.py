@@ -20,6 +20,26 @@ from rcl_kernels.data.windows import WindowedDataset
 from rcl_kernels.models.config import ConfigError, RunConfig
 
 
+class OtherItemFeatures(Dataset):
+    """The items of `items`, each with the features of the item half the split away (cut or
+    zero-padded to its own length): the features-without-signal control."""
+
+    def __init__(self, items: Dataset):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        item = dict(self.items[index])
+        other = self.items[(index + max(1, len(self.items) // 2)) % len(self.items)]["features"]
+        steps = item["features"].shape[1]
+        features = torch.zeros_like(item["features"])
+        features[:, : min(steps, other.shape[1])] = other[:, :steps]
+        item["features"] = features
+        return item
+
+
 @dataclass
 class SplitData:
     videos: VideoDataset  # whole videos: ground truth, timelines
@@ -94,7 +114,12 @@ def _real_videos(run: RunConfig, split: str) -> VideoDataset:
 def load_split(run: RunConfig, split: str, *, feature_dim: int) -> SplitData:
     """Videos and the items the model sees: windows of run.effective_window steps (training keeps
     only windows with instances), or whole videos padded to the longest."""
-    videos = load_videos(run, split, feature_dim)
+    return split_data(load_videos(run, split, feature_dim), run, split)
+
+
+def split_data(videos: VideoDataset, run: RunConfig, split: str) -> SplitData:
+    """The items the model sees of `videos`, as load_split makes them for `split` ("train": windows
+    with instances only; "test": every window)."""
     if len(videos) == 0:
         raise ConfigError(f"{_flags(run)}: the {split} split has no videos")
     if split == "test" and not any(len(videos.instances(i)[0]) for i in range(len(videos))):
@@ -106,9 +131,13 @@ def load_split(run: RunConfig, split: str, *, feature_dim: int) -> SplitData:
         items = WindowedDataset(videos, window, stride, keep_empty=(split != "train"))
         if len(items) == 0:
             raise ConfigError(f"--window {window}: no {split} window holds an instance")
-        return SplitData(videos, items, window)
+        return SplitData(videos, _controlled(items, run), window)
     longest = max(t.num_steps for t in videos.timelines)
-    return SplitData(videos, videos, longest)
+    return SplitData(videos, _controlled(videos, run), longest)
+
+
+def _controlled(items: Dataset, run: RunConfig) -> Dataset:
+    return OtherItemFeatures(items) if run.feature_control == "other-video" else items
 
 
 def feature_dim_of(data: SplitData) -> int:
