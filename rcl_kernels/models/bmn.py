@@ -108,7 +108,10 @@ class ProposalEvaluation(nn.Module):
         return self.maps(self.over_samples(bm_features).squeeze(2))
 
 
-class BMN(nn.Module):
+class BaseAndTEM(nn.Module):
+    """BMN's base module and temporal evaluation module, the network both BMN and RCL build on:
+    features (B, C, T) and mask (B, T) -> encoded (B, H, T'), start / end logits (B, 2, T'), mask (B, T')."""
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         config.validate()
@@ -116,14 +119,20 @@ class BMN(nn.Module):
         self.op_backend = OP_BACKEND[config.backend]
         self.encoder = Encoder(config.feature_dim, config.hidden, config.encoder_stride)
         self.boundary = BoundaryHead(config.hidden)
-        self.pem = ProposalEvaluation(config.hidden, config.num_samples, config.pem_channels, config.pem_hidden)
 
     def encode(self, features: torch.Tensor, mask: torch.Tensor):
         if features.dim() != 3 or features.shape[1] != self.config.feature_dim:
-            raise ValueError(f"BMN: features must have shape (B, feature_dim={self.config.feature_dim}, T), "
-                             f"got {tuple(features.shape)} (check --feature-dim against the data)")
+            raise ValueError(f"{type(self).__name__}: features must have shape (B, feature_dim="
+                             f"{self.config.feature_dim}, T), got {tuple(features.shape)} (check --feature-dim "
+                             f"against the data)")
         encoded, step_mask = self.encoder(features, mask)
         return encoded, self.boundary(encoded), step_mask
+
+
+class BMN(BaseAndTEM):
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        self.pem = ProposalEvaluation(config.hidden, config.num_samples, config.pem_channels, config.pem_hidden)
 
     def confidence_maps(self, encoded: torch.Tensor) -> torch.Tensor:
         """(B, 2, D, T') logits of the regression and classification maps."""

@@ -1,7 +1,7 @@
 """RCL: Recurrent Continuous Localization (Wang et al., CVPR 2022), a minimal faithful version.
 
-    features (B, C, T) -> Encoder -> F (B, H, T')            T' = T / encoder_stride
-    F -> BoundaryHead -> start / end probabilities          (BMN's TEM, kept by RCL)
+    features (B, C, T) -> Encoder -> F (B, H, T')            T' = T / encoder_stride  (BMN's base module)
+    F -> BoundaryHead -> start / end probabilities          (BMN's TEM; both from bmn.BaseAndTEM)
     continuous anchoring: AnchorScorer(F; x) for any real segment x = (x_s, x_e)
         -> p1 (tIoU* > 0.7 classifier), p2 (tIoU* regressor), offsets (g* - x) / (x_e - x_s), class logits
     RecurrentRefiner: M steps re-sampling F at the refined segments (GRU state per segment)
@@ -9,10 +9,12 @@
 Training (forward) scores the samples chosen by ModelConfig.sampling and returns the losses;
 inference (detect) scores a grid of resolution `inference_resolution` (below one step: the point of
 a continuous representation), keeps the best `candidates`, refines them for M steps and returns
-segments in input steps with score p1 p2 (x boundary probabilities) x class probability.
+segments in input steps with score p1 p2 (x boundary probabilities) x class probability (the
+class factor only in class-aware detection).
 
-The "grid" variant (ModelConfig variant="grid", config.GRID_PRESET) is the BMN-style baseline the
-paper compares against: integer grid cells only, no offsets, no refinement; everything else shared.
+The "grid" variant (ModelConfig variant="grid", config.GRID_PRESET) is RCL's scorer on integer grid
+cells only, no offsets, no refinement (Table 5's "grid" row); the published baseline is BMN itself
+(bmn.py, variant "bmn"), on the same base module and TEM.
 
 `backend` ("fast" or "reference") picks the kernels of every op end to end: the AnchorScorer
 (score_anchors), the boundary-probability lookup (segment_interp), and Soft-NMS in postprocessing.
@@ -23,11 +25,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rcl_kernels.models.bmn import BMN
-from rcl_kernels.models.boundary import BoundaryHead, boundary_loss, boundary_targets
-from rcl_kernels.models.candidates import OP_BACKEND, Candidates
+from rcl_kernels.models.bmn import BMN, BaseAndTEM
+from rcl_kernels.models.boundary import boundary_loss, boundary_targets
+from rcl_kernels.models.candidates import Candidates
 from rcl_kernels.models.config import ModelConfig
-from rcl_kernels.models.encoder import Encoder
 from rcl_kernels.models.losses import CLASSES, NUM_ANCHOR_OUTPUTS, OFFSETS, P1, P2, anchor_losses
 from rcl_kernels.models.refine import RecurrentRefiner, step_segments
 from rcl_kernels.models.sampling import grid_segments, training_samples
@@ -41,15 +42,13 @@ from rcl_kernels.ops.soft_nms import soft_nms
 FAR_SEGMENT_WEIGHT = 0.05
 
 
-class RCL(nn.Module):
+class RCL(BaseAndTEM):
+    """BMN's base module and TEM (BaseAndTEM) with the continuous anchoring representation in place
+    of BMN's map of discrete cells, and the recurrent refine module."""
+
     def __init__(self, config: ModelConfig):
-        super().__init__()
-        config.validate()
-        self.config = config
-        backend = OP_BACKEND[config.backend]
-        self.op_backend = backend
-        self.encoder = Encoder(config.feature_dim, config.hidden, config.encoder_stride)
-        self.boundary = BoundaryHead(config.hidden)
+        super().__init__(config)
+        backend = self.op_backend
         self.num_outputs = NUM_ANCHOR_OUTPUTS + config.num_classes
         self.scorer = AnchorScorer(config.hidden, config.num_samples, config.scorer_hidden, self.num_outputs,
                                    samples_per_point=config.samples_per_point, context=config.context,
@@ -67,13 +66,6 @@ class RCL(nn.Module):
             self.refiner = RecurrentRefiner(self.scorer, config.refine_state, config.refine_steps)
 
     # -- shared pieces -------------------------------------------------------------------------
-
-    def encode(self, features: torch.Tensor, mask: torch.Tensor):
-        if features.dim() != 3 or features.shape[1] != self.config.feature_dim:
-            raise ValueError(f"RCL: features must have shape (B, feature_dim={self.config.feature_dim}, T), "
-                             f"got {tuple(features.shape)} (check --feature-dim against the data)")
-        encoded, step_mask = self.encoder(features, mask)
-        return encoded, self.boundary(encoded), step_mask
 
     def score(self, encoded: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
         """(B, K, 4 + classes): p1, p2 logits, offsets, class logits of segments (B, K, 2)."""
