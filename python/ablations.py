@@ -60,6 +60,8 @@ ARMS = {
                 inference_resolution=1.0),
     # Table 3: continuous anchoring (samples, offsets, sub-step inference grid), then + refinement
     "car": dict(variant="rcl", refine_steps=0),
+    # the same at the grid arms' capacity: offsets from the confidence scorer's MLP (no second scorer)
+    "car_shared": dict(variant="rcl", refine_steps=0, offset_head="shared"),
     "car_rrm": dict(variant="rcl", refine_steps=2),
     "car_control": dict(variant="rcl", refine_steps=0, feature_control="other-video"),
 }
@@ -88,7 +90,7 @@ def run_arm(profile: str, arm: str, seed: int, sigmas: list[float], out_dir: str
     flags = {**PROFILES[profile], **ARMS.get(arm, {}), **steps, "seed": seed,
              "max_train_videos": videos_n["train"] + videos_n["heldout"], "max_test_videos": videos_n["test"],
              "output_dir": os.path.join(out_dir, f"{arm}_seed{seed}")}
-    if arm == "prior":
+    if arm in ("prior", "prior_nms"):
         flags = {**PROFILES[profile], "max_train_videos": videos_n["train"] + videos_n["heldout"],
                  "max_test_videos": videos_n["test"]}
     model_cfg, run_cfg = build_configs(flag_values=flags)
@@ -98,8 +100,10 @@ def run_arm(profile: str, arm: str, seed: int, sigmas: list[float], out_dir: str
     heldout = split_data(subset(every, n, len(every)), run_cfg, "test")
     test = split_data(load_videos(run_cfg, "test", model_cfg.feature_dim), run_cfg, "test")
     protocol = run_cfg.effective_protocol
-    if arm == "prior":
-        prior = fit_prior(train_data.videos, grid=run_cfg.temporal_scale, top_n=run_cfg.effective_top_k)
+    if arm in ("prior", "prior_nms"):
+        # prior_nms: Soft-NMS over the frequencies, sigma as the models' default (not tuned)
+        prior = fit_prior(train_data.videos, grid=run_cfg.temporal_scale, top_n=run_cfg.effective_top_k,
+                          nms_sigma=run_cfg.effective_nms[0] if arm == "prior_nms" else None)
         return {"arm": arm, "seed": seed, "params": 0, "sigma": None, "train_seconds": 0.0,
                 "heldout": scores(prior_detections(prior, heldout.videos), heldout, protocol),
                 "test": scores(prior_detections(prior, test.videos), test, protocol)}
@@ -164,9 +168,9 @@ def main(argv=None) -> int:
         runs = json.load(open(args.output)) if os.path.isfile(args.output) else []
         sigmas = [float(s) for s in args.sigmas.split(",")]
         for arm in args.arms.split(","):
-            if arm != "prior" and arm not in ARMS:
-                parser.error(f"--arms: unknown arm {arm!r}; known: prior, {', '.join(ARMS)}")
-            for seed in ([0] if arm == "prior" else [int(s) for s in args.seeds.split(",")]):
+            if arm not in ("prior", "prior_nms") and arm not in ARMS:
+                parser.error(f"--arms: unknown arm {arm!r}; known: prior, prior_nms, {', '.join(ARMS)}")
+            for seed in ([0] if arm in ("prior", "prior_nms") else [int(s) for s in args.seeds.split(",")]):
                 if any(r["arm"] == arm and r["seed"] == seed for r in runs):
                     continue  # resumable: an interrupted sweep skips what it has
                 began = time.perf_counter()

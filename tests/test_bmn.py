@@ -13,6 +13,7 @@ from rcl_kernels.models import BMN, ConfigError, ModelConfig, build_configs, bui
 from rcl_kernels.models.bmn import (CLASSIFICATION, REGRESSION, boundary_candidates, boundary_matching, cell_tiou,
                                     map_cells)
 from rcl_kernels.models.boundary import boundary_targets
+from test_model import tiny_batch
 from test_segment_interp import bmn_sample_mask
 
 TINY_BMN = dict(variant="bmn", feature_dim=8, num_classes=3, hidden=16, max_duration=10, num_samples=4,
@@ -21,20 +22,6 @@ TINY_BMN = dict(variant="bmn", feature_dim=8, num_classes=3, hidden=16, max_dura
 
 def tiny_bmn(**changes) -> BMN:
     return BMN(ModelConfig(**{**TINY_BMN, **changes}))
-
-
-def tiny_batch(B=2, C=8, T=24, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    features = torch.randn(B, C, T, generator=g)
-    mask = torch.ones(B, T, dtype=torch.bool)
-    mask[1, T - 5:] = False
-    instances = torch.tensor([[[2.0, 7.0], [12.0, 16.0]], [[4.0, 9.0], [0.0, 0.0]]])
-    labels = torch.tensor([[0, 2], [1, -1]])
-    for b in range(B):
-        for (s, e), c in zip(instances[b], labels[b]):
-            if c >= 0:
-                features[b, :, int(s):int(e)] += 2.0
-    return features, mask, instances, labels
 
 
 @pytest.mark.parametrize("backend", ["reference", "auto"])

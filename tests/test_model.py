@@ -699,6 +699,9 @@ def test_prior_baseline_ranks_cells_by_training_matches():
     test = videos([(30.0, [[0.0, 15.0]], "a")])
     results = prior_detections(prior, test)
     assert results["v0"][0] == {"label": "action", "score": pytest.approx(0.75), "segment": [0.0, 15.0]}
+    diverse = fit_prior(train, grid=10, top_n=5, match_tiou=1.0, nms_sigma=0.5)
+    assert diverse.segments[0].tolist() == [0.0, 0.5] and len(diverse.segments) == 5
+    assert np.all(np.diff(diverse.scores) <= 1e-7)  # best first, decayed scores
     with pytest.raises(ValueError, match="fit_prior: grid and top_n must be >= 1"):
         fit_prior(train, grid=0)
 
