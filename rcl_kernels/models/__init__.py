@@ -4,7 +4,9 @@
 - bmn: BMN (Lin et al., ICCV 2019) as published: TEM, BM layer, PEM confidence maps, its losses.
 - rcl: the RCL model (and its "grid" variant), training losses and detection candidates.
 - encoder, boundary, sampling, targets, losses, refine: its parts.
+- candidates: what every detector returns before Soft-NMS.
 - postprocess: candidates -> Soft-NMS -> ActivityNet-format results in seconds.
+- prior_baseline: the feature-blind prior (the same segments for every video) every result is read against.
 - length_bins: mAP per instance-length bin (DETAD-style sensitivity).
 - distributed, schedule, checkpoints: the device and torchrun setup, the step-determined data order
   and learning-rate schedule, resumable checkpoints.
