@@ -1,5 +1,6 @@
-"""End-to-end RCL: a training step and whole-test-set inference, fast kernels against the pure-PyTorch
-reference backend (the same model and weights, rcl_kernels.models.RCL backend="fast" / "reference").
+"""End-to-end RCL and BMN: a training step and whole-test-set inference, fast kernels against the
+pure-PyTorch reference backend (the same model and weights, backend="fast" / "reference"; the
+model of each problem is build_model's for its `variant`: RCL by default, BMN for "bmn").
 
 Rows (op "model"):
   train_step_*   forward + backward + Adam step of one batch (bf16 autocast on the GPU)
@@ -26,14 +27,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import BenchConfig, row, standalone_main, try_measure  # noqa: E402
 
 from rcl_kernels.data.dataset import collate_videos  # noqa: E402
-from rcl_kernels.models import RCL, ModelConfig  # noqa: E402
+from rcl_kernels.models import ModelConfig, build_model  # noqa: E402
+from rcl_kernels.models.rcl import Detector  # noqa: E402
 from rcl_kernels.models.postprocess import DetectionCollector  # noqa: E402
 
 OP = "model"
 # Full-size inference with the reference backend is timed on the first batches holding this many
 # videos, then scaled to the whole set: it would otherwise take most of a GPU session's minutes.
 REFERENCE_VIDEOS_FULL = 1024
-IMPLS = (("RCL fast kernels", "fast", True), ("RCL reference (pure PyTorch)", "reference", False))
+IMPLS = (("fast kernels", "fast", True), ("reference (pure PyTorch)", "reference", False))
+MODEL_NAMES = {"bmn": "BMN"}  # variant -> the name in the rows (RCL otherwise)
 
 
 def problems(quick: bool) -> dict:
@@ -43,16 +46,26 @@ def problems(quick: bool) -> dict:
                  scorer_hidden=64, num_classes=20)
     anet = dict(feature_dim=400, hidden=256, encoder_stride=1, max_duration=100, num_samples=32, samples_per_point=3,
                 scorer_hidden=512, num_classes=200, refine_state=128, refine_train_segments=256, candidates=500)
+    # BMN as published for ActivityNet (T = D = 100, N = 32 x 3 samples, 512 / 128 PEM channels) and
+    # a CPU-sized BMN (the ablations' docs/model_results.md config)
+    bmn_anet = dict(variant="bmn", feature_dim=400, hidden=256, max_duration=100, num_samples=32, samples_per_point=3,
+                    pem_channels=512, pem_hidden=128, num_classes=1)
+    bmn_small = dict(variant="bmn", feature_dim=32, hidden=32, max_duration=50, num_samples=8, samples_per_point=3,
+                     pem_channels=48, pem_hidden=32, num_classes=1)
     if quick:
         return {
             "train_step_thumos_small": dict(model=small, batch=8, window=128),
             "inference_thumos_small": dict(model=small, videos=20, max_steps=512, window=128, batch=16),
+            "train_step_bmn_anet_small": dict(model=bmn_small, batch=8, temporal_scale=50),
+            "inference_bmn_anet_small": dict(model=bmn_small, videos=64, temporal_scale=50, batch=32),
         }
     return {
         "train_step_thumos_small": dict(model=small, batch=8, window=128),
         "train_step_anet": dict(model=anet, batch=16, temporal_scale=100),
         "inference_thumos_test": dict(model=small, videos=None, max_steps=None, window=128, batch=64),
         "inference_anet_4728": dict(model=anet, videos=4728, temporal_scale=100, batch=128),
+        "train_step_bmn_anet": dict(model=bmn_anet, batch=16, temporal_scale=100),
+        "inference_bmn_anet_4728": dict(model=bmn_anet, videos=4728, temporal_scale=100, batch=32),
     }
 
 
@@ -64,10 +77,10 @@ def _autocast(cfg: BenchConfig):
     return contextlib.nullcontext()
 
 
-def _models(model_kw: dict, device) -> dict[str, RCL]:
+def _models(model_kw: dict, device) -> dict[str, Detector]:
     torch.manual_seed(0)
-    fast = RCL(ModelConfig(**model_kw, backend="fast")).to(device)
-    reference = RCL(ModelConfig(**model_kw, backend="reference")).to(device)
+    fast = build_model(ModelConfig(**model_kw, backend="fast")).to(device)
+    reference = build_model(ModelConfig(**model_kw, backend="reference")).to(device)
     reference.load_state_dict(fast.state_dict())
     return {"fast": fast, "reference": reference}
 
@@ -88,7 +101,11 @@ def _train_batch(p: dict, device):
     return [t.to(device) for t in (features, mask, instances, labels)]
 
 
-def _time_train_step(model: RCL, batch: list, cfg: BenchConfig):
+def _impl_name(p: dict, impl: str) -> str:
+    return f"{MODEL_NAMES.get(p['model'].get('variant'), 'RCL')} {impl}"
+
+
+def _time_train_step(model: Detector, batch: list, cfg: BenchConfig):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5)
     generator = torch.Generator(device=cfg.device)
 
@@ -108,7 +125,7 @@ def _train_rows(name: str, p: dict, cfg: BenchConfig) -> list[dict]:
     batch = _train_batch(p, cfg.device)
     for impl, backend, ours in IMPLS:
         timing, skipped = _time_train_step(_models(p["model"], cfg.device)[backend], batch, cfg)
-        rows.append(row(OP, name, impl, "train step", timing, ours=ours, skipped=skipped,
+        rows.append(row(OP, name, _impl_name(p, impl), "train step", timing, ours=ours, skipped=skipped,
                         dtype="bfloat16" if cfg.is_cuda else "float32", batch=p["batch"]))
     return rows
 
@@ -148,7 +165,7 @@ def _first_videos(batches: list[dict], videos: int) -> list[dict]:
     return out
 
 
-def run_inference(model: RCL, batches: list[dict], device, top_k: int, autocast) -> int:
+def run_inference(model: Detector, batches: list[dict], device, top_k: int, autocast) -> int:
     """Detections of every batch, merged per video by Soft-NMS; returns the number kept."""
     collector = DetectionCollector()
     with torch.no_grad():
@@ -178,7 +195,7 @@ def _inference_rows(name: str, p: dict, cfg: BenchConfig) -> list[dict]:
             cfg, reps=max(1, min(cfg.reps, 3)), warmup=1)
         if timing is not None and timed_videos < videos:
             timing = timing.scaled(videos / timed_videos)
-        rows.append(row(OP, name, impl, "inference", timing, ours=ours, skipped=skipped,
+        rows.append(row(OP, name, _impl_name(p, impl), "inference", timing, ours=ours, skipped=skipped,
                         dtype="bfloat16" if cfg.is_cuda else "float32", videos=videos, timed_videos=timed_videos,
                         items=sum(len(b["video_id"]) for b in batches),
                         videos_per_s=(videos / (timing.ms / 1e3)) if timing else None))

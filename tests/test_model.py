@@ -83,6 +83,35 @@ def test_bad_flag_values_name_the_flag(flag, value, match):
         build_configs(flag_values={flag: value})
 
 
+def test_each_config_key_is_declared_once_with_its_rule_and_help():
+    import dataclasses
+
+    from rcl_kernels.models.config import RunConfig
+
+    model_keys = [f.name for f in dataclasses.fields(ModelConfig)]
+    run_keys = [f.name for f in dataclasses.fields(RunConfig)]
+    assert not set(model_keys) & set(run_keys)  # one feature_dim: the model's
+    for f in dataclasses.fields(ModelConfig) + dataclasses.fields(RunConfig):
+        assert f.metadata["help"] and f.metadata["rule"].expected, f.name
+    # an older config file / checkpoint run config naming feature_dim still sets it
+    model, _ = build_configs({"feature_dim": (12, "old.cfg line 1")})
+    assert model.feature_dim == 12
+    with pytest.raises(ConfigError, match=r"old.cfg line 1: feature_dim must be an int >= 1, got 0"):
+        build_configs({"feature_dim": (0, "old.cfg line 1")})
+
+
+def test_train_loop_module_still_imports_with_a_deprecation_warning():
+    import importlib
+    import sys
+
+    sys.modules.pop("rcl_kernels.models.train_loop", None)
+    with pytest.warns(DeprecationWarning, match="train_loop is deprecated"):
+        module = importlib.import_module("rcl_kernels.models.train_loop")
+    from rcl_kernels.models.training import train
+
+    assert module.train is train
+
+
 def test_real_feature_datasets_need_paths():
     with pytest.raises(ConfigError, match=r"annotations must be a path \(dataset 'actionformer' reads real features\)"):
         build_configs(flag_values={"dataset": "actionformer"})
@@ -223,8 +252,9 @@ def test_balanced_bce_and_banded_mse_formulas():
     assert math.isclose(balanced_bce(logits, positive, valid).item(), expected, rel_tol=1e-6)
     pred = torch.tensor([0.1, 0.5, 0.9, 0.2])
     target = torch.tensor([0.0, 0.5, 0.8, 0.1])
-    # bands: <= 0.3 -> entries 0 and 3, (0.3, 0.7] -> entry 1, > 0.7 -> entry 2
-    expected = ((0.01 + 0.01) / 2 + 0.0 + 0.01) / 3
+    # bands: (0, 0.3] -> entry 3, (0.3, 0.7] -> entry 1, > 0.7 -> entry 2; tIoU 0 (entry 0) is not
+    # regressed (BMN's low band starts above 0)
+    expected = (0.01 + 0.0 + 0.01) / 3
     assert math.isclose(banded_mse(pred, target, torch.ones(4, dtype=torch.bool)).item(), expected, rel_tol=1e-5)
 
 
@@ -396,7 +426,8 @@ def tiny_run_flags(tmp_path, **extra) -> dict:
 
 
 def test_checkpoint_resume_replays_the_same_steps(tmp_path):
-    from rcl_kernels.models.train_loop import load_checkpoint, train
+    from rcl_kernels.models.checkpoints import load_checkpoint
+    from rcl_kernels.models.training import train
 
     model_cfg, run_cfg = build_configs(flag_values=tiny_run_flags(tmp_path / "a"))
     straight = train(model_cfg, run_cfg)
@@ -420,7 +451,7 @@ def test_checkpoint_resume_replays_the_same_steps(tmp_path):
 
 
 def test_load_checkpoint_errors_name_the_file(tmp_path):
-    from rcl_kernels.models.train_loop import load_checkpoint
+    from rcl_kernels.models.checkpoints import load_checkpoint
 
     with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nope.pt"):
         load_checkpoint(str(tmp_path / "nope.pt"))
@@ -530,7 +561,7 @@ def _ddp_worker(rank: int, world: int, port: int, flags: dict, queue) -> None:
                       MASTER_PORT=str(port))
     import torch.distributed as dist
 
-    from rcl_kernels.models.train_loop import train
+    from rcl_kernels.models.training import train
 
     model_cfg, run_cfg = build_configs(flag_values=flags)
     result = train(model_cfg, run_cfg)
@@ -569,3 +600,123 @@ def test_write_results_json_is_activitynet_format(tmp_path):
     write_results_json(str(path), {"v": [{"label": "a", "score": 0.5, "segment": [1.0, 2.0]}]})
     payload = json.load(open(path))
     assert payload["results"]["v"][0]["segment"] == [1.0, 2.0] and payload["external_data"] == {}
+
+
+# -- the fixes of issue 17 ---------------------------------------------------------------------------
+
+def test_class_agnostic_scores_leave_the_class_probability_out():
+    torch.manual_seed(0)
+    model = tiny_model(refine_steps=0)
+    features, mask, _, _ = tiny_batch()
+    agnostic = model.detect(features, mask, class_agnostic=True)
+    aware = model.detect(features, mask)
+    assert (agnostic.labels == 0).all()
+    with torch.no_grad():  # change only the class logits: class-agnostic scores must not move
+        model.scorer.w2[4:] += torch.randn_like(model.scorer.w2[4:])
+    moved = model.detect(features, mask, class_agnostic=True)
+    torch.testing.assert_close(moved.scores, agnostic.scores)
+    assert not torch.allclose(model.detect(features, mask).scores, aware.scores)
+    # class-aware scores are the class-agnostic ones times the top class probability
+    assert torch.all(aware.scores <= agnostic.scores + 1e-7)
+
+
+def test_refine_step_m_weighs_alpha_to_the_m(monkeypatch):
+    """Eq. 8: the loss of refinement step m weighs alpha^m (stage 0 weighs 1)."""
+    import rcl_kernels.models.rcl as rcl_module
+
+    calls = []
+
+    def fake_losses(outputs, targets, valid, **kw):
+        value = outputs.sum() * 0 + 10.0 ** len(calls)
+        calls.append(1)
+        return {k: value for k in ("classification", "regression", "offset", "class")}
+
+    monkeypatch.setattr(rcl_module, "anchor_losses", fake_losses)
+    model = tiny_model(refine_steps=2, refine_alpha=0.5)
+    terms = model(*tiny_batch(), generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 3
+    assert terms["classification"].item() == pytest.approx(1 + 0.5 * 10 + 0.25 * 100)
+
+
+def test_refiner_detaches_its_state_and_reads_the_previous_confidences(monkeypatch):
+    torch.manual_seed(0)
+    model = tiny_model(refine_steps=3)
+    refiner = model.refiner
+    assert refiner.cell.input_size == model.config.refine_state + 2
+    states = []
+    cell_forward = refiner.cell.forward
+
+    def recording(inputs, hx):
+        states.append(hx)
+        return cell_forward(inputs, hx)
+
+    monkeypatch.setattr(refiner.cell, "forward", recording)
+    with torch.no_grad():
+        refiner.correction.weight.normal_()
+    features, mask, _, _ = tiny_batch()
+    encoded, _, _ = model.encode(features, mask)
+    segments = torch.tensor([[[2.0, 8.0], [10.0, 14.0]]]).expand(2, -1, -1)
+    low = refiner(model.score, encoded, segments, torch.full((2, 2, 2), -3.0))
+    high = refiner(model.score, encoded, segments, torch.full((2, 2, 2), 3.0))
+    assert len(states) == 6 and not any(h.requires_grad for h in states)  # detached like the coordinates
+    assert low[-1][1].requires_grad  # each step still trains its own update
+    assert not torch.allclose(low[0][1], high[0][1])  # the first step reads the confidences it is given
+
+
+def test_scale_invariant_samples_are_clipped_to_the_video():
+    instances = torch.tensor([[[0.5, 3.0], [16.0, 19.5]]])
+    valid = torch.tensor([[True, True]])
+    lengths = torch.tensor([20.0])
+    g = torch.Generator().manual_seed(0)
+    loose, _ = scale_invariant_samples(instances, valid, 500, 1.0, g)
+    assert loose.min() < 0 and loose.max() > 20  # the unclipped draw leaves the video
+    clipped, _ = scale_invariant_samples(instances, valid, 500, 1.0, torch.Generator().manual_seed(0),
+                                         lengths=lengths)
+    from rcl_kernels.models.sampling import MIN_LENGTH
+
+    assert clipped.min() >= -MIN_LENGTH / 2 and clipped.max() <= 20 + MIN_LENGTH / 2
+    assert torch.all(clipped[..., 1] > clipped[..., 0])
+
+
+# -- baselines and controls ----------------------------------------------------------------------
+
+def test_prior_baseline_ranks_cells_by_training_matches():
+    from rcl_kernels.data.annotations import VideoAnnotation
+    from rcl_kernels.data.dataset import Timeline, VideoDataset
+    from rcl_kernels.models.prior_baseline import fit_prior, prior_detections
+
+    def videos(specs):
+        records = [VideoAnnotation(f"v{i}", duration, np.array(segs, dtype=np.float64), tuple(label for _ in segs),
+                                   fps=30.0) for i, (duration, segs, label) in enumerate(specs)]
+        return VideoDataset(records, ("a",), [Timeline.rescaled(10, r.duration, 30.0) for r in records])
+
+    # relative [0, 0.5] three times, [0.5, 1] once
+    train = videos([(10.0, [[0.0, 5.0]], "a"), (20.0, [[0.0, 10.0], [10.0, 20.0]], "a"), (4.0, [[0.0, 2.0]], "a")])
+    prior = fit_prior(train, grid=10, top_n=5, match_tiou=1.0)
+    assert prior.segments[0].tolist() == [0.0, 0.5] and prior.scores[0] == pytest.approx(0.75)
+    assert prior.segments[1].tolist() == [0.5, 1.0] and prior.scores[1] == pytest.approx(0.25)
+    assert np.all(prior.scores[2:] == 0)
+    test = videos([(30.0, [[0.0, 15.0]], "a")])
+    results = prior_detections(prior, test)
+    assert results["v0"][0] == {"label": "action", "score": pytest.approx(0.75), "segment": [0.0, 15.0]}
+    diverse = fit_prior(train, grid=10, top_n=5, match_tiou=1.0, nms_sigma=0.5)
+    assert diverse.segments[0].tolist() == [0.0, 0.5] and len(diverse.segments) == 5
+    assert np.all(np.diff(diverse.scores) <= 1e-7)  # best first, decayed scores
+    with pytest.raises(ValueError, match="fit_prior: grid and top_n must be >= 1"):
+        fit_prior(train, grid=0)
+
+
+def test_other_video_control_keeps_labels_and_swaps_features():
+    _, run = build_configs(flag_values={"dataset": "activitynet-synthetic", "temporal_scale": 16,
+                                        "max_train_videos": 6, "feature_control": "other-video"})
+    _, plain_run = build_configs(flag_values={"dataset": "activitynet-synthetic", "temporal_scale": 16,
+                                              "max_train_videos": 6})
+    from rcl_kernels.models.data_setup import load_split
+
+    control = load_split(run, "train", feature_dim=8)
+    plain = load_split(plain_run, "train", feature_dim=8)
+    assert len(control.items) == len(plain.items) == 6
+    for i in range(6):
+        a, b = control.items[i], plain.items[i]
+        assert torch.equal(a["segments"], b["segments"]) and a["video_id"] == b["video_id"]
+        assert torch.equal(a["features"], plain.items[(i + 3) % 6]["features"])

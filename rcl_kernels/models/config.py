@@ -1,8 +1,10 @@
 """Configuration of the RCL detector and of a training / detection run.
 
 Two dataclasses: ModelConfig (the network, its training samples and losses) and RunConfig (data,
-optimisation, inference and bookkeeping). Both are filled, in this order, from their defaults,
-a preset (`variant = "grid"`), a config file of `key = value` lines, and command-line flags
+optimisation, inference and bookkeeping). Each key is declared once, as a field whose metadata
+carries its check and its help text (`option(...)`); validation, the command-line flags and the
+config-file keys all read them from there. Both are filled, in this order, from their defaults, a
+preset (`variant = "grid"`), a config file of `key = value` lines, and command-line flags
 (`--key-name value`); later sources override earlier ones. Every check names the key and where
 its value came from, so a bad value says which line or flag to fix.
 
@@ -20,68 +22,124 @@ import ast
 import dataclasses
 import math
 import os
-from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Mapping, NamedTuple
 
-VARIANTS = ("rcl", "grid")
+VARIANTS = ("rcl", "grid", "bmn")
 SAMPLINGS = ("grid", "random", "sis")
 BACKENDS = ("fast", "reference")
 OFFSET_HEADS = ("separate", "shared")
 DATASETS = ("thumos14-synthetic", "activitynet-synthetic", "actionformer", "bsn", "gtad")
 PROTOCOLS = ("thumos14", "activitynet")
+FEATURE_CONTROLS = ("none", "other-video")
 
 
 class ConfigError(ValueError):
     """A bad configuration value; the message names the key and where it came from."""
 
 
+class Rule(NamedTuple):
+    """A key's type (ints pass as floats, lists as tuples), check(value) -> bool, and the expectation
+    an error message states."""
+
+    kind: type
+    check: Callable[[Any], bool]
+    expected: str
+
+
+def option(default: Any, rule: Rule, help: str = "") -> Any:
+    """A config field: its default, its rule and its help text, declared together."""
+    return field(default=default, metadata={"rule": rule, "help": help})
+
+
+def int_at_least(low: int) -> Rule:
+    return Rule(int, lambda v: v >= low, f"an int >= {low}")
+
+
+def number(check: Callable[[float], bool], text: str) -> Rule:
+    return Rule(float, lambda v: math.isfinite(v) and check(v), text)
+
+
+def one_of(choices: tuple[str, ...]) -> Rule:
+    return Rule(str, lambda v: v in choices, f"one of {choices}")
+
+
+NON_NEGATIVE = number(lambda v: v >= 0, "a finite number >= 0")
+POSITIVE = number(lambda v: v > 0, "a finite number > 0")
+FRACTION = number(lambda v: 0 <= v <= 1, "a number in [0, 1]")
+SWITCH = Rule(bool, lambda v: True, "True or False")
+PATH = Rule(str, lambda v: len(v) > 0, "a path")
+NAME = Rule(str, lambda v: True, "a name")
+
+
+def _is_unit_fraction(v: float) -> bool:
+    return 0 < v <= 1 and abs(1 / v - round(1 / v)) < 1e-6
+
+
 @dataclass
 class ModelConfig:
     """The network, its training samples and losses (RCL, Wang et al. CVPR 2022, Sec. 3)."""
 
-    variant: str = "rcl"  # "grid": BMN-style baseline preset (GRID_PRESET)
-    feature_dim: int = 64  # input channels; set from the data when left at None by callers
-    num_classes: int = 20
-    hidden: int = 64  # encoder channels
-    encoder_stride: int = 1  # 2 halves the temporal resolution (THUMOS14 windows)
-    max_duration: int = 48  # D: longest grid cell, in encoder steps
-    num_samples: int = 16  # N: SoI points per segment
-    samples_per_point: int = 2
-    context: float = 0.5  # SoI window widened by this fraction of the length on each side (BMN's 0.5)
-    scorer_hidden: int = 128
-    offset_head: str = "separate"  # "shared": offsets from the confidence scorer's MLP; "separate": their own
+    variant: str = option("rcl", one_of(VARIANTS),
+                          "rcl (continuous anchors, SIS, refinement), grid (RCL's scorer on grid cells only) "
+                          "or bmn (BMN as published: boundary-matching confidence maps)")
+    feature_dim: int = option(64, int_at_least(1), "channels of the input features: the network's input and the "
+                              "synthetic data's dimension (real features set it from their files)")
+    num_classes: int = option(20, int_at_least(1), "action classes (set from the data by training)")
+    hidden: int = option(64, int_at_least(1), "encoder channels")
+    encoder_stride: int = option(1, Rule(int, lambda v: v in (1, 2), "1 or 2"),
+                                 "2 halves the temporal resolution (THUMOS14 windows)")
+    max_duration: int = option(48, int_at_least(1), "D: longest grid cell, in encoder steps")
+    num_samples: int = option(16, int_at_least(1), "N: SoI points per segment")
+    samples_per_point: int = option(2, int_at_least(1), "SoI sub-samples averaged per point")
+    context: float = option(0.5, NON_NEGATIVE,
+                            "SoI window widened by this fraction of the length on each side (BMN's 0.5)")
+    scorer_hidden: int = option(128, int_at_least(1), "hidden units of the anchor scorer's MLP")
+    offset_head: str = option("separate", one_of(OFFSET_HEADS),
+                              "shared: offsets from the confidence scorer's MLP; separate: their own")
     # training samples
-    sampling: tuple = SAMPLINGS
-    sis_per_instance: int = 32  # scale-invariant samples per ground-truth instance
-    sis_spread: float = 0.25  # their boundaries: g + N(0, (spread * length)^2)
-    random_jitter: float = 0.5  # random samples: grid cells with boundaries moved by U(-j, j) steps
+    sampling: tuple = option(SAMPLINGS, Rule(tuple, lambda v: bool(v) and set(v) <= set(SAMPLINGS),
+                                             f"a non-empty tuple of {SAMPLINGS}"),
+                             "training samples, comma-separated: grid,random,sis")
+    sis_per_instance: int = option(32, int_at_least(1), "scale-invariant samples per ground-truth instance")
+    sis_spread: float = option(0.25, NON_NEGATIVE, "their boundaries: g + N(0, (spread * length)^2)")
+    random_jitter: float = option(0.5, NON_NEGATIVE,
+                                  "random samples: grid cells with boundaries moved by U(-j, j) steps")
     # recurrent refinement
-    refine_steps: int = 2  # M; 0 turns the module off
-    refine_state: int = 64  # GRU state size
-    refine_train_segments: int = 128  # segments per video refined during training
+    refine_steps: int = option(2, int_at_least(0), "M; 0 turns the module off")
+    refine_state: int = option(64, int_at_least(1), "GRU state size")
+    refine_train_segments: int = option(128, int_at_least(1), "segments per video refined during training")
     # inference
-    inference_resolution: float = 0.5  # spacing of the continuous inference grid, in encoder steps
-    candidates: int = 200  # segments per video (window) kept by Soft-NMS before refinement
-    candidate_nms_sigma: float = 0.5
-    classes_per_segment: int = 1
-    use_offsets: bool = True
-    use_boundary_score: bool = True
+    inference_resolution: float = option(0.5, number(_is_unit_fraction, "1 / n for an int n >= 1 (e.g. 1, 0.5, 0.25)"),
+                                         "spacing of the continuous inference grid, in encoder steps")
+    candidates: int = option(200, int_at_least(1), "segments per video (window) kept by Soft-NMS before refinement")
+    candidate_nms_sigma: float = option(0.5, POSITIVE, "Gaussian Soft-NMS sigma of that selection")
+    classes_per_segment: int = option(1, int_at_least(1), "top classes reported per segment")
+    use_offsets: bool = option(True, SWITCH, "predict and apply boundary offsets")
+    use_boundary_score: bool = option(True, SWITCH, "multiply the score by start / end probabilities")
     # losses (the paper's values)
-    positive_tiou: float = 0.7
-    lambda_regression: float = 10.0
-    lambda_offset: float = 1.0
-    lambda_boundary: float = 1.0
-    lambda_class: float = 1.0
-    refine_alpha: float = 0.8  # step m of M weighs alpha^(M - m)
-    offset_min_tiou: float = 0.5  # offsets are supervised where tIoU* reaches this (as box regression on positives)
-    class_min_tiou: float = 0.5  # classes are supervised where tIoU* reaches this
-    boundary_region: float = 3.0  # BMN's boundary region width, in encoder steps
-    backend: str = "fast"  # "fast": the library's fastest kernels; "reference": pure PyTorch
+    positive_tiou: float = option(0.7, number(lambda v: 0 < v < 1, "a number in (0, 1)"),
+                                  "p1's positives: tIoU* above this")
+    lambda_regression: float = option(10.0, NON_NEGATIVE, "weight of p2's tIoU regression")
+    lambda_offset: float = option(1.0, NON_NEGATIVE, "weight of the offset loss")
+    lambda_boundary: float = option(1.0, NON_NEGATIVE, "weight of the start / end loss")
+    lambda_class: float = option(1.0, NON_NEGATIVE, "weight of the class loss")
+    refine_alpha: float = option(0.8, number(lambda v: 0 < v <= 1, "a number in (0, 1]"),
+                                 "step m of M weighs alpha^m (eq. 8 of the paper)")
+    offset_min_tiou: float = option(0.5, FRACTION, "offsets are supervised where tIoU* reaches this "
+                                    "(as box regression on positives)")
+    class_min_tiou: float = option(0.5, FRACTION, "classes are supervised where tIoU* reaches this")
+    boundary_region: float = option(3.0, POSITIVE, "BMN's boundary region width, in encoder steps")
+    # BMN's proposal evaluation module (variant bmn; Lin et al. ICCV 2019, Sec. 3.3)
+    pem_channels: int = option(512, int_at_least(1), "BMN: channels of the convolution over the N samples")
+    pem_hidden: int = option(128, int_at_least(1), "BMN: channels of the 2D convolutions")
+    pem_positive_tiou: float = option(0.9, number(lambda v: 0 < v < 1, "a number in (0, 1)"),
+                                      "BMN: the classification map's positives, tIoU above this")
+    backend: str = option("fast", one_of(BACKENDS),
+                          "fast (the library's kernels) or reference (pure PyTorch), for every op")
 
     def validate(self, where: Mapping[str, str] | None = None) -> ModelConfig:
-        _validate(self, _MODEL_RULES, where)
-        if not set(self.sampling) <= set(SAMPLINGS) or not self.sampling:
-            _fail("sampling", self.sampling, f"a non-empty tuple of {SAMPLINGS}", where)
+        _validate(self, where)
         return self
 
     def to_dict(self) -> dict:
@@ -90,61 +148,74 @@ class ModelConfig:
 
 # The BMN-style baseline: discrete grid cells only, no continuous samples, offsets or refinement.
 GRID_PRESET = {"sampling": ("grid",), "inference_resolution": 1.0, "refine_steps": 0, "use_offsets": False}
+# BMN as published: its BM layer samples N x 3 points over a window widened by half the length.
+BMN_PRESET = {**GRID_PRESET, "samples_per_point": 3, "context": 0.5}
+PRESETS = {"grid": GRID_PRESET, "bmn": BMN_PRESET}
 
 
 @dataclass
 class RunConfig:
     """Data, optimisation, inference and bookkeeping of one run."""
 
-    dataset: str = "thumos14-synthetic"
-    train_split: str = "train"
-    test_split: str | None = None  # default: "test" (THUMOS14 Test), "validation" for ActivityNet
-    annotations: str | None = None  # real features: annotation file (json / G-TAD csv)
-    video_info: str | None = None  # bsn: video_info_new.csv
-    feature_dir: str | None = None  # real features: their folder
-    train_subset: str | None = None  # real features: subset names, e.g. "Validation" / "training"
-    test_subset: str | None = None
-    temporal_scale: int = 100  # ActivityNet layouts: steps per video
-    feature_dim: int = 64  # synthetic data only (real features bring their own)
-    noise: float | None = None  # synthetic difficulty (None: the generator's defaults)
-    boundary_sharpness: float | None = None
-    data_seed: int = 0
-    max_train_videos: int | None = None
-    max_test_videos: int | None = None
-    max_video_steps: int | None = None  # crop long videos (THUMOS14-structured data)
-    window: int | None = None  # windows over long videos (0: whole videos; None: 128 for THUMOS14, else 0)
-    window_stride: int | None = None  # default window // 2 (training windows: window)
+    dataset: str = option("thumos14-synthetic", one_of(DATASETS),
+                          "thumos14-synthetic | activitynet-synthetic | actionformer | gtad | bsn")
+    train_split: str = option("train", Rule(str, lambda v: True, "a split name"), "split to train on")
+    test_split: str | None = option(None, Rule(str, lambda v: True, "a split name"),
+                                    "default: test (THUMOS14 Test), validation for ActivityNet")
+    annotations: str | None = option(None, PATH, "real features: annotation file (json / G-TAD csv)")
+    video_info: str | None = option(None, PATH, "bsn: video_info_new.csv")
+    feature_dir: str | None = option(None, PATH, "real features: their folder")
+    train_subset: str | None = option(None, Rule(str, lambda v: True, "a subset name"),
+                                      "real features: subset names, e.g. Validation / training")
+    test_subset: str | None = option(None, Rule(str, lambda v: True, "a subset name"), "real features: test subset")
+    temporal_scale: int = option(100, int_at_least(2), "ActivityNet layouts: steps per video")
+    noise: float | None = option(None, NON_NEGATIVE, "synthetic difficulty (none: the generator's defaults)")
+    boundary_sharpness: float | None = option(None, POSITIVE, "synthetic boundary sharpness")
+    data_seed: int = option(0, int_at_least(0), "seed of the synthetic data")
+    feature_control: str = option("none", one_of(FEATURE_CONTROLS),
+                                  "other-video: every item gets the features of another item of its split (the "
+                                  "features-without-signal control: real statistics, no relation to the labels)")
+    max_train_videos: int | None = option(None, int_at_least(1), "use the first videos of the train split")
+    max_test_videos: int | None = option(None, int_at_least(1), "use the first videos of the test split")
+    max_video_steps: int | None = option(None, int_at_least(1), "crop long videos (THUMOS14-structured data)")
+    window: int | None = option(None, int_at_least(0),
+                                "window length over long videos (0: whole videos; default 128 for THUMOS14, else 0)")
+    window_stride: int | None = option(None, int_at_least(1), "default window // 2 (training windows: window)")
     # optimisation
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    warmup_steps: int = 50
-    max_steps: int = 1000
-    grad_clip: float = 10.0  # a guard against spikes; at 1.0 it slowed the offsets' learning
-    seed: int = 0
-    device: str = "auto"  # "auto": cuda if available
-    amp: bool = True  # bf16 autocast, on GPU only
-    num_workers: int = 0
+    batch_size: int = option(8, int_at_least(1), "items per step")
+    lr: float = option(1e-3, POSITIVE, "Adam's base learning rate")
+    weight_decay: float = option(1e-5, NON_NEGATIVE, "Adam's weight decay")
+    warmup_steps: int = option(50, int_at_least(0), "linear warm-up steps")
+    max_steps: int = option(1000, int_at_least(0), "training steps")
+    grad_clip: float = option(10.0, number(lambda v: v >= 0, "a finite number >= 0 (0: off)"),
+                              "gradient-norm clip: a guard against spikes; at 1.0 it slowed the offsets' learning")
+    seed: int = option(0, int_at_least(0), "seed of the initialisation, data order and samples")
+    device: str = option("auto", Rule(str, lambda v: v == "auto" or v == "cpu" or v.startswith("cuda"),
+                                      "'auto', 'cpu' or 'cuda[:i]'"), "auto: cuda if available")
+    amp: bool = option(True, SWITCH, "bf16 autocast, on GPU only")
+    num_workers: int = option(0, int_at_least(0), "DataLoader workers")
     # bookkeeping
-    output_dir: str = "runs/rcl"
-    checkpoint_every: int = 500
-    resume: str | None = None  # a checkpoint path, or "auto": the output_dir's last one
-    log_every: int = 10
-    progress: bool = True
+    output_dir: str = option("runs/rcl", PATH, "checkpoint, results and metrics go here")
+    checkpoint_every: int = option(500, int_at_least(1), "steps between checkpoints")
+    resume: str | None = option(None, PATH, "checkpoint to resume from, or 'auto' (OUTPUT_DIR/last.pt if present)")
+    log_every: int = option(10, int_at_least(1), "steps between progress-bar updates")
+    progress: bool = option(True, SWITCH, "show progress bars")
     # inference and evaluation
-    protocol: str | None = None  # default: thumos14 for THUMOS14 data, else activitynet
-    top_k: int | None = None  # detections per video (default 200 thumos14, 100 activitynet)
+    protocol: str | None = option(None, one_of(PROTOCOLS),
+                                  "default: thumos14 for THUMOS14 data, else activitynet")
+    top_k: int | None = option(None, int_at_least(1), "detections per video (default 200 thumos14, 100 activitynet)")
     # Soft-NMS of each video's detections; defaults by protocol: thumos14 sigma 0.1, min score 0.01
     # (the THUMOS14 kit matches each instance to its best-overlapping detection whatever its score,
     # so a kept near-duplicate costs a true positive: measured 25 % vs 86 % mAP for RCL, 53 % vs 79 %
     # for the grid variant, docs/model_results.md); activitynet sigma 0.5, min score 0.001.
-    nms_sigma: float | None = None
-    nms_min_score: float | None = None
-    eval_batch_size: int = 16
-    class_agnostic: bool = False  # evaluate localisation only (every label -> "action")
+    nms_sigma: float | None = option(None, POSITIVE, "final Soft-NMS sigma (default 0.1 thumos14, 0.5 activitynet)")
+    nms_min_score: float | None = option(None, NON_NEGATIVE,
+                                         "final Soft-NMS min score (default 0.01 thumos14, 0.001 activitynet)")
+    eval_batch_size: int = option(16, int_at_least(1), "items per inference batch")
+    class_agnostic: bool = option(False, SWITCH, "evaluate localisation only (every label -> action)")
 
     def validate(self, where: Mapping[str, str] | None = None) -> RunConfig:
-        _validate(self, _RUN_RULES, where)
+        _validate(self, where)
         if self.dataset in ("actionformer", "bsn", "gtad"):
             for key in ("annotations", "feature_dir") + (("video_info",) if self.dataset == "bsn" else ()):
                 if not getattr(self, key):
@@ -189,109 +260,18 @@ class RunConfig:
         return _plain(self)
 
 
-# key -> (type, check, expectation): check(value) is True for a good value.
-def _int_at_least(low):
-    return (int, lambda v: v >= low, f"an int >= {low}")
-
-
-def _number(check, text):
-    return (float, lambda v: math.isfinite(v) and check(v), text)
-
-
-_MODEL_RULES = {
-    "variant": (str, lambda v: v in VARIANTS, f"one of {VARIANTS}"),
-    "feature_dim": _int_at_least(1),
-    "num_classes": _int_at_least(1),
-    "hidden": _int_at_least(1),
-    "encoder_stride": (int, lambda v: v in (1, 2), "1 or 2"),
-    "max_duration": _int_at_least(1),
-    "num_samples": _int_at_least(1),
-    "samples_per_point": _int_at_least(1),
-    "context": _number(lambda v: v >= 0, "a finite number >= 0"),
-    "scorer_hidden": _int_at_least(1),
-    "offset_head": (str, lambda v: v in OFFSET_HEADS, f"one of {OFFSET_HEADS}"),
-    "sampling": (tuple, lambda v: True, "a tuple"),
-    "sis_per_instance": _int_at_least(1),
-    "sis_spread": _number(lambda v: v >= 0, "a finite number >= 0"),
-    "random_jitter": _number(lambda v: v >= 0, "a finite number >= 0"),
-    "refine_steps": _int_at_least(0),
-    "refine_state": _int_at_least(1),
-    "refine_train_segments": _int_at_least(1),
-    "inference_resolution": _number(lambda v: 0 < v <= 1 and abs(1 / v - round(1 / v)) < 1e-6,
-                                    "1 / n for an int n >= 1 (e.g. 1, 0.5, 0.25)"),
-    "candidates": _int_at_least(1),
-    "candidate_nms_sigma": _number(lambda v: v > 0, "a finite number > 0"),
-    "classes_per_segment": _int_at_least(1),
-    "use_offsets": (bool, lambda v: True, "True or False"),
-    "use_boundary_score": (bool, lambda v: True, "True or False"),
-    "positive_tiou": _number(lambda v: 0 < v < 1, "a number in (0, 1)"),
-    "lambda_regression": _number(lambda v: v >= 0, "a finite number >= 0"),
-    "lambda_offset": _number(lambda v: v >= 0, "a finite number >= 0"),
-    "lambda_boundary": _number(lambda v: v >= 0, "a finite number >= 0"),
-    "lambda_class": _number(lambda v: v >= 0, "a finite number >= 0"),
-    "refine_alpha": _number(lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    "offset_min_tiou": _number(lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-    "class_min_tiou": _number(lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-    "boundary_region": _number(lambda v: v > 0, "a finite number > 0"),
-    "backend": (str, lambda v: v in BACKENDS, f"one of {BACKENDS}"),
-}
-
-_OPTIONAL_PATH = (str, lambda v: len(v) > 0, "a path")
-
-_RUN_RULES = {
-    "dataset": (str, lambda v: v in DATASETS, f"one of {DATASETS}"),
-    "train_split": (str, lambda v: True, "a split name"),
-    "test_split": (str, lambda v: True, "a split name"),
-    "annotations": _OPTIONAL_PATH,
-    "video_info": _OPTIONAL_PATH,
-    "feature_dir": _OPTIONAL_PATH,
-    "train_subset": (str, lambda v: True, "a subset name"),
-    "test_subset": (str, lambda v: True, "a subset name"),
-    "temporal_scale": _int_at_least(2),
-    "feature_dim": _int_at_least(1),
-    "noise": _number(lambda v: v >= 0, "a finite number >= 0"),
-    "boundary_sharpness": _number(lambda v: v > 0, "a finite number > 0"),
-    "data_seed": _int_at_least(0),
-    "max_train_videos": _int_at_least(1),
-    "max_test_videos": _int_at_least(1),
-    "max_video_steps": _int_at_least(1),
-    "window": _int_at_least(0),
-    "window_stride": _int_at_least(1),
-    "batch_size": _int_at_least(1),
-    "lr": _number(lambda v: v > 0, "a finite number > 0"),
-    "weight_decay": _number(lambda v: v >= 0, "a finite number >= 0"),
-    "warmup_steps": _int_at_least(0),
-    "max_steps": _int_at_least(0),
-    "grad_clip": _number(lambda v: v >= 0, "a finite number >= 0 (0: off)"),
-    "seed": _int_at_least(0),
-    "device": (str, lambda v: v == "auto" or v == "cpu" or v.startswith("cuda"), "'auto', 'cpu' or 'cuda[:i]'"),
-    "amp": (bool, lambda v: True, "True or False"),
-    "num_workers": _int_at_least(0),
-    "output_dir": _OPTIONAL_PATH,
-    "checkpoint_every": _int_at_least(1),
-    "resume": _OPTIONAL_PATH,
-    "log_every": _int_at_least(1),
-    "progress": (bool, lambda v: True, "True or False"),
-    "protocol": (str, lambda v: v in PROTOCOLS, f"one of {PROTOCOLS}"),
-    "top_k": _int_at_least(1),
-    "nms_sigma": _number(lambda v: v > 0, "a finite number > 0"),
-    "nms_min_score": _number(lambda v: v >= 0, "a finite number >= 0"),
-    "eval_batch_size": _int_at_least(1),
-    "class_agnostic": (bool, lambda v: True, "True or False"),
-}
-
-
 def _fail(key: str, value, expected: str, where: Mapping[str, str] | None):
     source = (where or {}).get(key, f"config key {key!r}")
     raise ConfigError(f"{source}: {key} must be {expected}, got {value!r}")
 
 
-def _validate(config, rules, where) -> None:
+def _validate(config, where) -> None:
+    """Each field against the rule declared with it (ints become floats, lists tuples, in place)."""
     for f in fields(config):
         value = getattr(config, f.name)
         if value is None and f.default is None:
             continue  # optional, unset
-        kind, check, expected = rules[f.name]
+        kind, check, expected = f.metadata["rule"]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
             setattr(config, f.name, value)
@@ -317,11 +297,11 @@ def read_config_file(path: str) -> dict[str, tuple[Any, str]]:
         raise ConfigError(f"--config: config file not found: {path}")
     out = {}
     with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
+        for line_number, line in enumerate(fh, 1):
             text = _strip_comment(line).strip()
             if not text:
                 continue
-            where = f"{path} line {number}"
+            where = f"{path} line {line_number}"
             if "=" not in text:
                 raise ConfigError(f"{where}: expected 'key = value', got {line.strip()!r}")
             key, raw = (s.strip() for s in text.split("=", 1))
@@ -366,17 +346,17 @@ def build_configs(file_values: Mapping[str, tuple[Any, str]] | None = None,
     model, run = ModelConfig(), RunConfig()
     where: dict[str, str] = {}
     variant = merged.get("variant", ("rcl", ""))[0]
-    if variant == "grid":
-        for key, value in GRID_PRESET.items():
-            setattr(model, key, value)
-            where[key] = "the grid preset"
+    for key, value in PRESETS.get(variant, {}).items():
+        setattr(model, key, value)
+        where[key] = f"the {variant} preset"
     for key, (value, source) in merged.items():
-        # feature_dim exists in both: the data's (RunConfig) and the network's (set from the data).
-        for config in (model, run):
-            if hasattr(config, key):
-                setattr(config, key, value)
+        setattr(model if key in model_keys else run, key, value)
         where[key] = source
-    return model.validate(where), run.validate(where)
+    model.validate(where), run.validate(where)
+    if model.variant == "bmn" and not run.class_agnostic:
+        _fail("class_agnostic", run.class_agnostic, "True with variant 'bmn' (BMN proposes class-agnostic segments)",
+              where)
+    return model, run
 
 
 def model_config_from_dict(values: Mapping[str, Any], source: str = "checkpoint") -> ModelConfig:
@@ -393,5 +373,11 @@ def replace(config, **changes):
     return dataclasses.replace(config, **changes).validate()
 
 
-__all__ = ["BACKENDS", "DATASETS", "GRID_PRESET", "SAMPLINGS", "VARIANTS", "ConfigError", "ModelConfig",
-           "RunConfig", "build_configs", "model_config_from_dict", "read_config_file", "replace"]
+def help_text(config_class, key: str) -> str:
+    """The help text declared with a key."""
+    return next(f.metadata["help"] for f in fields(config_class) if f.name == key)
+
+
+__all__ = ["BACKENDS", "BMN_PRESET", "DATASETS", "GRID_PRESET", "PRESETS", "SAMPLINGS", "VARIANTS", "ConfigError", "ModelConfig", "Rule",
+           "RunConfig", "build_configs", "help_text", "model_config_from_dict", "option", "read_config_file",
+           "replace"]

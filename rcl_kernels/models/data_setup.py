@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import torch
 from torch.utils.data import Dataset
 
 from rcl_kernels.data import synthetic
@@ -17,6 +18,26 @@ from rcl_kernels.data.annotations import AnnotationError
 from rcl_kernels.data.dataset import VideoDataset, collate_videos
 from rcl_kernels.data.windows import WindowedDataset
 from rcl_kernels.models.config import ConfigError, RunConfig
+
+
+class OtherItemFeatures(Dataset):
+    """The items of `items`, each with the features of the item half the split away (cut or
+    zero-padded to its own length): the features-without-signal control."""
+
+    def __init__(self, items: Dataset):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        item = dict(self.items[index])
+        other = self.items[(index + max(1, len(self.items) // 2)) % len(self.items)]["features"]
+        steps = item["features"].shape[1]
+        features = torch.zeros_like(item["features"])
+        features[:, : min(steps, other.shape[1])] = other[:, :steps]
+        item["features"] = features
+        return item
 
 
 @dataclass
@@ -33,8 +54,8 @@ class SplitData:
         return {v.video_id: t.seconds_per_step for v, t in zip(self.videos.videos, self.videos.timelines, strict=True)}
 
 
-def _synthetic_kwargs(run: RunConfig) -> dict:
-    kw = {"feature_dim": run.feature_dim, "seed": run.data_seed, "cache": True}
+def _synthetic_kwargs(run: RunConfig, feature_dim: int) -> dict:
+    kw = {"feature_dim": feature_dim, "seed": run.data_seed, "cache": True}
     if run.noise is not None:
         kw["noise"] = run.noise
     if run.boundary_sharpness is not None:
@@ -42,17 +63,18 @@ def _synthetic_kwargs(run: RunConfig) -> dict:
     return kw
 
 
-def load_videos(run: RunConfig, split: str) -> VideoDataset:
-    """The whole-video dataset of `split` ("train" or "test")."""
+def load_videos(run: RunConfig, split: str, feature_dim: int) -> VideoDataset:
+    """The whole-video dataset of `split` ("train" or "test"); feature_dim: the synthetic data's
+    (ModelConfig.feature_dim; real features bring their own)."""
     max_videos = run.max_train_videos if split == "train" else run.max_test_videos
     name = run.train_split if split == "train" else run.effective_test_split
     try:
         if run.dataset == "thumos14-synthetic":
             return synthetic.thumos14(name, max_videos=max_videos, max_steps=run.max_video_steps,
-                                      **_synthetic_kwargs(run))
+                                      **_synthetic_kwargs(run, feature_dim))
         if run.dataset == "activitynet-synthetic":
             return synthetic.activitynet(name, temporal_scale=run.temporal_scale, max_videos=max_videos,
-                                         **_synthetic_kwargs(run))
+                                         **_synthetic_kwargs(run, feature_dim))
         if max_videos is not None:
             raise ConfigError(f"--max-{split}-videos: only the synthetic datasets can be cut to their first videos")
         return _real_videos(run, split)
@@ -89,10 +111,15 @@ def _real_videos(run: RunConfig, split: str) -> VideoDataset:
                        temporal_scale=run.temporal_scale)
 
 
-def load_split(run: RunConfig, split: str) -> SplitData:
+def load_split(run: RunConfig, split: str, *, feature_dim: int) -> SplitData:
     """Videos and the items the model sees: windows of run.effective_window steps (training keeps
     only windows with instances), or whole videos padded to the longest."""
-    videos = load_videos(run, split)
+    return split_data(load_videos(run, split, feature_dim), run, split)
+
+
+def split_data(videos: VideoDataset, run: RunConfig, split: str) -> SplitData:
+    """The items the model sees of `videos`, as load_split makes them for `split` ("train": windows
+    with instances only; "test": every window)."""
     if len(videos) == 0:
         raise ConfigError(f"{_flags(run)}: the {split} split has no videos")
     if split == "test" and not any(len(videos.instances(i)[0]) for i in range(len(videos))):
@@ -104,10 +131,20 @@ def load_split(run: RunConfig, split: str) -> SplitData:
         items = WindowedDataset(videos, window, stride, keep_empty=(split != "train"))
         if len(items) == 0:
             raise ConfigError(f"--window {window}: no {split} window holds an instance")
-        return SplitData(videos, items, window)
+        return SplitData(videos, _controlled(items, run), window)
     longest = max(t.num_steps for t in videos.timelines)
-    return SplitData(videos, videos, longest)
+    return SplitData(videos, _controlled(videos, run), longest)
+
+
+def _controlled(items: Dataset, run: RunConfig) -> Dataset:
+    return OtherItemFeatures(items) if run.feature_control == "other-video" else items
 
 
 def feature_dim_of(data: SplitData) -> int:
     return int(data.items[0]["features"].shape[0])
+
+
+def batch_tensors(batch: dict, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """features, mask, segments, labels of a collated batch, on `device`."""
+    return (batch["features"].to(device, non_blocking=True), batch["mask"].to(device, non_blocking=True),
+            batch["segments"].to(device, non_blocking=True), batch["labels"].to(device, non_blocking=True))

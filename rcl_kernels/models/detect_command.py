@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernels", choices=BACKENDS, default=None,
                         help="override the checkpoint's backend: fast or reference kernels")
     parser.add_argument("--no-eval", action="store_true", help="write detections only")
-    add_config_arguments(parser, model=False)
+    add_config_arguments(parser, model=False, model_keys=("feature_dim",))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,17 +28,21 @@ def run(args: argparse.Namespace) -> int:
 
     from rcl_kernels.models.data_setup import feature_dim_of, load_split
     from rcl_kernels.models.postprocess import write_results_json
-    from rcl_kernels.models.train_loop import (detect, evaluate, load_checkpoint, metrics_table, model_from_checkpoint,
-                                               resolve_device, write_json)
+    from rcl_kernels.models.checkpoints import load_checkpoint, model_from_checkpoint
+    from rcl_kernels.models.distributed import resolve_device
+    from rcl_kernels.models.inference import detect, evaluate
+    from rcl_kernels.models.reporting import metrics_table, write_json
 
     try:
         state = load_checkpoint(args.checkpoint)
         stored = {k: (v, f"{args.checkpoint} (stored run config)") for k, v in state.get("run_config", {}).items()
                   if k != "resume"}
-        _, run_cfg = configs_from_args(args, base=stored)
+        # the synthetic data's dimension defaults to the model's (--feature-dim may change it)
+        stored["feature_dim"] = (state["model_config"]["feature_dim"], f"{args.checkpoint} (stored model config)")
+        data_cfg, run_cfg = configs_from_args(args, base=stored)
         device = resolve_device(run_cfg.device)
         model, _ = model_from_checkpoint(args.checkpoint, device, backend=args.kernels)
-        data = load_split(run_cfg, "test")
+        data = load_split(run_cfg, "test", feature_dim=data_cfg.feature_dim)
         if feature_dim_of(data) != model.config.feature_dim:
             raise ConfigError(f"--checkpoint {args.checkpoint}: the model takes {model.config.feature_dim}-dim "
                               f"features but the data has {feature_dim_of(data)} (check --feature-dim / --feature-dir)")

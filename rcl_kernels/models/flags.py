@@ -13,16 +13,6 @@ from dataclasses import fields
 
 from rcl_kernels.models.config import ModelConfig, RunConfig, build_configs, read_config_file
 
-_HELP = {
-    "variant": "rcl (continuous anchors, SIS, refinement) or grid (the BMN-style baseline preset)",
-    "dataset": "thumos14-synthetic | activitynet-synthetic | actionformer | gtad | bsn",
-    "sampling": "training samples, comma-separated: grid,random,sis",
-    "backend": "fast (the library's kernels) or reference (pure PyTorch), for every op",
-    "resume": "checkpoint to resume from, or 'auto' (OUTPUT_DIR/last.pt if present)",
-    "window": "window length over long videos (0: whole videos; default 128 for THUMOS14, else 0)",
-}
-
-
 def _parse_value(text: str, default):
     lowered = text.strip().lower()
     if lowered in ("none", "null"):
@@ -41,22 +31,21 @@ def _parse_value(text: str, default):
         return text
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
-    """--config FILE and one flag per config field (model fields only when `model`)."""
+def add_config_arguments(parser: argparse.ArgumentParser, *, model: bool = True,
+                         model_keys: tuple[str, ...] = ()) -> None:
+    """--config FILE and one flag per config field (model fields only when `model`, else only
+    `model_keys`), each with the help text declared with its field."""
     parser.add_argument("--config", metavar="FILE", help="a file of `key = value` lines (flags override it)")
-    seen = set()
-    groups = ((("model", ModelConfig),) if model else ()) + (("run", RunConfig),)
-    for title, cls in groups:
+    for title, cls in (("model", ModelConfig), ("run", RunConfig)):
+        chosen = [f for f in fields(cls) if cls is RunConfig or model or f.name in model_keys]
+        if not chosen:
+            continue
         group = parser.add_argument_group(f"{title} options")
-        defaults = cls()
-        for f in fields(cls):
-            if f.name in seen:
-                continue
-            seen.add(f.name)
-            default = getattr(defaults, f.name)
+        for f in chosen:
+            default = f.default
             shown = ",".join(default) if isinstance(default, tuple) else default
             group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", default=None, metavar="V",
-                               help=f"{_HELP.get(f.name, '')} (default: {shown})".strip())
+                               help=f"{f.metadata['help']} (default: {shown})".strip())
 
 
 def configs_from_args(args: argparse.Namespace, base: dict | None = None) -> tuple[ModelConfig, RunConfig]:

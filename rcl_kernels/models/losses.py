@@ -2,8 +2,9 @@
 
 For a set of scored segments with targets (rcl_kernels.models.targets):
   classification  balanced BCE of p1 against tIoU* > 0.7,
-  regression      lambda1 (10) x MSE of p2 against tIoU*, averaged per tIoU* band (> 0.7, 0.3-0.7,
-                  < 0.3) as BMN balances its samples, so the many empty cells do not swamp the rest,
+  regression      lambda1 (10) x MSE of p2 against tIoU*, averaged per tIoU* band (> 0.7, (0.3, 0.7],
+                  (0, 0.3]) as BMN balances its samples, so the many empty cells do not swamp the
+                  rest; segments with tIoU* = 0 are not regressed (BMN's low band starts above 0),
   offsets         lambda2 (1) x L1 between predicted offsets and (g* - x) / (x_e - x_s), where
                   tIoU* >= offset_min_tiou (far from every instance the closest one is arbitrary),
   class           cross-entropy of the class logits against g*'s class, where tIoU* >= class_min_tiou.
@@ -38,10 +39,14 @@ def balanced_bce(logits: torch.Tensor, positive: torch.Tensor, valid: torch.Tens
 
 def banded_mse(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
                bands: tuple[float, float] = (0.3, 0.7)) -> torch.Tensor:
-    """MSE averaged within tIoU* bands (<= low, (low, high], > high), then over the non-empty bands."""
+    """MSE averaged within tIoU* bands ((0, low], (low, high], > high), then over the non-empty bands.
+
+    BMN (Lin et al. 2019, Sec. 3.4) draws as many low- and middle-band samples as the top band holds,
+    from tIoU > 0 only; the per-band mean is that balance in expectation, without the random draw.
+    """
     error = (prediction.float() - target.float()) ** 2
     low, high = bands
-    masks = (valid & (target <= low), valid & (target > low) & (target <= high), valid & (target > high))
+    masks = (valid & (target > 0) & (target <= low), valid & (target > low) & (target <= high), valid & (target > high))
     total = sum(_masked_mean(error, m) for m in masks)
     nonempty = sum(m.any().to(error.dtype) for m in masks)
     return total / nonempty.clamp(min=1)

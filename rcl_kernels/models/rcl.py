@@ -1,7 +1,7 @@
 """RCL: Recurrent Continuous Localization (Wang et al., CVPR 2022), a minimal faithful version.
 
-    features (B, C, T) -> Encoder -> F (B, H, T')            T' = T / encoder_stride
-    F -> BoundaryHead -> start / end probabilities          (BMN's TEM, kept by RCL)
+    features (B, C, T) -> Encoder -> F (B, H, T')            T' = T / encoder_stride  (BMN's base module)
+    F -> BoundaryHead -> start / end probabilities          (BMN's TEM; both from bmn.BaseAndTEM)
     continuous anchoring: AnchorScorer(F; x) for any real segment x = (x_s, x_e)
         -> p1 (tIoU* > 0.7 classifier), p2 (tIoU* regressor), offsets (g* - x) / (x_e - x_s), class logits
     RecurrentRefiner: M steps re-sampling F at the refined segments (GRU state per segment)
@@ -9,10 +9,12 @@
 Training (forward) scores the samples chosen by ModelConfig.sampling and returns the losses;
 inference (detect) scores a grid of resolution `inference_resolution` (below one step: the point of
 a continuous representation), keeps the best `candidates`, refines them for M steps and returns
-segments in input steps with score p1 p2 (x boundary probabilities) x class probability.
+segments in input steps with score p1 p2 (x boundary probabilities) x class probability (the
+class factor only in class-aware detection).
 
-The "grid" variant (ModelConfig variant="grid", config.GRID_PRESET) is the BMN-style baseline the
-paper compares against: integer grid cells only, no offsets, no refinement; everything else shared.
+The "grid" variant (ModelConfig variant="grid", config.GRID_PRESET) is RCL's scorer on integer grid
+cells only, no offsets, no refinement (Table 5's "grid" row); the published baseline is BMN itself
+(bmn.py, variant "bmn"), on the same base module and TEM.
 
 `backend` ("fast" or "reference") picks the kernels of every op end to end: the AnchorScorer
 (score_anchors), the boundary-probability lookup (segment_interp), and Soft-NMS in postprocessing.
@@ -20,14 +22,13 @@ paper compares against: integer grid cells only, no offsets, no refinement; ever
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
-from rcl_kernels.models.boundary import BoundaryHead, boundary_loss, boundary_targets
+from rcl_kernels.models.bmn import BMN, BaseAndTEM
+from rcl_kernels.models.boundary import boundary_loss, boundary_targets
+from rcl_kernels.models.candidates import Candidates
 from rcl_kernels.models.config import ModelConfig
-from rcl_kernels.models.encoder import Encoder
 from rcl_kernels.models.losses import CLASSES, NUM_ANCHOR_OUTPUTS, OFFSETS, P1, P2, anchor_losses
 from rcl_kernels.models.refine import RecurrentRefiner, step_segments
 from rcl_kernels.models.sampling import grid_segments, training_samples
@@ -36,32 +37,18 @@ from rcl_kernels.nn.score_anchors import AnchorScorer
 from rcl_kernels.ops.segment_interp import segment_interp
 from rcl_kernels.ops.soft_nms import soft_nms
 
-# ModelConfig.backend -> the backend argument of each op.
-OP_BACKEND = {"fast": "auto", "reference": "reference"}
-
 # Training segments refined per video are drawn with this weight where tIoU* < offset_min_tiou
 # (1 elsewhere): refinement matters near instances, which is also where inference applies it.
 FAR_SEGMENT_WEIGHT = 0.05
 
 
-class Candidates(NamedTuple):
-    """Detections of a batch before Soft-NMS, in input steps of each item."""
+class RCL(BaseAndTEM):
+    """BMN's base module and TEM (BaseAndTEM) with the continuous anchoring representation in place
+    of BMN's map of discrete cells, and the recurrent refine module."""
 
-    segments: torch.Tensor  # (B, P, 2) float32
-    scores: torch.Tensor  # (B, P) float32
-    labels: torch.Tensor  # (B, P) int64
-    valid: torch.Tensor  # (B, P) bool
-
-
-class RCL(nn.Module):
     def __init__(self, config: ModelConfig):
-        super().__init__()
-        config.validate()
-        self.config = config
-        backend = OP_BACKEND[config.backend]
-        self.op_backend = backend
-        self.encoder = Encoder(config.feature_dim, config.hidden, config.encoder_stride)
-        self.boundary = BoundaryHead(config.hidden)
+        super().__init__(config)
+        backend = self.op_backend
         self.num_outputs = NUM_ANCHOR_OUTPUTS + config.num_classes
         self.scorer = AnchorScorer(config.hidden, config.num_samples, config.scorer_hidden, self.num_outputs,
                                    samples_per_point=config.samples_per_point, context=config.context,
@@ -79,13 +66,6 @@ class RCL(nn.Module):
             self.refiner = RecurrentRefiner(self.scorer, config.refine_state, config.refine_steps)
 
     # -- shared pieces -------------------------------------------------------------------------
-
-    def encode(self, features: torch.Tensor, mask: torch.Tensor):
-        if features.dim() != 3 or features.shape[1] != self.config.feature_dim:
-            raise ValueError(f"RCL: features must have shape (B, feature_dim={self.config.feature_dim}, T), "
-                             f"got {tuple(features.shape)} (check --feature-dim against the data)")
-        encoded, step_mask = self.encoder(features, mask)
-        return encoded, self.boundary(encoded), step_mask
 
     def score(self, encoded: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
         """(B, K, 4 + classes): p1, p2 logits, offsets, class logits of segments (B, K, 2)."""
@@ -120,7 +100,8 @@ class RCL(nn.Module):
                                            step_mask)}
         samples, sample_valid = training_samples(
             cfg.sampling, T, cfg.max_duration, instances, valid_instances, jitter=cfg.random_jitter,
-            per_instance=cfg.sis_per_instance, spread=cfg.sis_spread, generator=generator)
+            per_instance=cfg.sis_per_instance, spread=cfg.sis_spread, lengths=lengths.to(instances.dtype),
+            generator=generator)
         sample_valid = sample_valid & (samples[..., 0] < lengths[:, None])  # not inside the padding
         outputs = self.score(encoded, samples)
         targets = anchor_targets(samples, instances, labels, valid_instances)
@@ -133,14 +114,14 @@ class RCL(nn.Module):
             near = targets.tiou >= cfg.offset_min_tiou
             weight = torch.where(near, 1.0, FAR_SEGMENT_WEIGHT) * sample_valid + 1e-6
             pick = torch.multinomial(weight, R, replacement=False, generator=generator)
-            start = self._next_segments(torch.gather(samples, 1, pick[..., None].expand(-1, -1, 2)),
-                                        torch.gather(outputs, 1, pick[..., None].expand(-1, -1, outputs.shape[-1])), T)
             picked_valid = torch.gather(sample_valid, 1, pick)
-            M = cfg.refine_steps
-            for m, (x, y) in enumerate(self.refiner(self.score, encoded, start), start=1):
+            picked_outputs = torch.gather(outputs, 1, pick[..., None].expand(-1, -1, outputs.shape[-1]))
+            start = self._next_segments(torch.gather(samples, 1, pick[..., None].expand(-1, -1, 2)), picked_outputs, T)
+            steps = self.refiner(self.score, encoded, start, picked_outputs[..., (P1, P2)])
+            for m, (x, y) in enumerate(steps, start=1):
                 step_terms = anchor_losses(y, anchor_targets(x, instances, labels, valid_instances), picked_valid,
                                            **loss_kw)
-                w = cfg.refine_alpha ** (M - m)
+                w = cfg.refine_alpha ** m  # eq. 8 of the paper
                 for key, value in step_terms.items():
                     stage[key] = stage[key] + w * value
         terms.update(stage)
@@ -152,8 +133,10 @@ class RCL(nn.Module):
     # -- inference -----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def detect(self, features: torch.Tensor, mask: torch.Tensor) -> Candidates:
-        """Candidates of a batch (before Soft-NMS), in input steps."""
+    def detect(self, features: torch.Tensor, mask: torch.Tensor, class_agnostic: bool = False) -> Candidates:
+        """Candidates of a batch (before Soft-NMS), in input steps. class_agnostic: localisation only,
+        scored without the class probability (which would only add the class head's noise to the
+        ranking), every label 0."""
         cfg = self.config
         encoded, boundary_logits, step_mask = self.encode(features, mask)
         B, _, T = encoded.shape
@@ -175,7 +158,8 @@ class RCL(nn.Module):
         outputs = torch.gather(outputs, 1, top[..., None].expand(-1, -1, outputs.shape[-1]))
 
         if self.refiner is not None:
-            segments, outputs = self.refiner(self.score, encoded, self._next_segments(segments, outputs, T))[-1]
+            segments, outputs = self.refiner(self.score, encoded, self._next_segments(segments, outputs, T),
+                                             outputs[..., (P1, P2)])[-1]
         final = apply_offsets(segments.float(), outputs[..., OFFSETS].float()) if cfg.use_offsets else segments.float()
         final = torch.stack([final.min(dim=-1).values, final.max(dim=-1).values], dim=-1)
         # The grid's domain [0, length] (cells end at most at the length, as grid_segments builds them).
@@ -183,7 +167,11 @@ class RCL(nn.Module):
         score = torch.sigmoid(outputs[..., P1].float()) * torch.sigmoid(outputs[..., P2].float())
         if cfg.use_boundary_score:
             score = score * self.boundary_probability(torch.sigmoid(boundary_logits.float()), final)
-        class_prob, labels = self.class_probabilities(outputs)
+        if class_agnostic:
+            class_prob = torch.ones_like(score)[..., None]
+            labels = torch.zeros(class_prob.shape, dtype=torch.int64, device=score.device)
+        else:
+            class_prob, labels = self.class_probabilities(outputs)
         k = class_prob.shape[-1]
         score = (score[..., None] * class_prob).reshape(B, P * k)
         final = (final[:, :, None, :].expand(B, P, k, 2) * cfg.encoder_stride).reshape(B, P * k, 2)
@@ -220,5 +208,10 @@ def score_segments(scorer: AnchorScorer, regressor: AnchorScorer | None, encoded
     return torch.cat([out[..., :2], offsets.to(out.dtype), out[..., 4:]], dim=-1)
 
 
-def build_model(config: ModelConfig) -> RCL:
-    return RCL(config)
+# Every detector of the package: the same forward (losses) and detect (candidates) interface.
+Detector = RCL | BMN
+
+
+def build_model(config: ModelConfig) -> Detector:
+    """The detector of config.variant: BMN for "bmn", else RCL (whose "grid" variant is a preset)."""
+    return BMN(config) if config.variant == "bmn" else RCL(config)

@@ -60,22 +60,28 @@ def random_around_grid(grid: torch.Tensor, batch: int, jitter: float,
 
 
 def scale_invariant_samples(instances: torch.Tensor, valid: torch.Tensor, per_instance: int, spread: float,
-                            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                            generator: torch.Generator | None = None, *,
+                            lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """instances (B, G, 2), valid (B, G) -> samples (B, G * n, 2) and their validity (B, G * n).
 
     Sample j of instance g has boundaries (g_s + spread L e1, g_e + spread L e2), e ~ N(0, 1),
     L = g_e - g_s: the spread is proportional to the instance's length (scale invariance).
+    lengths (B,): each item's length; boundaries are clipped to [0, length] (a segment outside the
+    video is never scored at inference, so training on it spends samples where nothing is asked).
     """
     B, G, _ = instances.shape
     n = per_instance
     noise = torch.randn((B, G, n, 2), generator=generator, device=instances.device, dtype=instances.dtype)
     length = (instances[..., 1] - instances[..., 0]).clamp(min=0)[..., None, None]
-    samples = ordered(instances[:, :, None, :] + spread * length * noise).reshape(B, G * n, 2)
+    samples = instances[:, :, None, :] + spread * length * noise
+    if lengths is not None:
+        samples = torch.minimum(samples.clamp(min=0), lengths.to(samples.dtype)[:, None, None, None])
+    samples = ordered(samples).reshape(B, G * n, 2)
     return samples, valid[:, :, None].expand(B, G, n).reshape(B, G * n)
 
 
 def training_samples(sources, num_steps: int, max_duration: int, instances: torch.Tensor, valid: torch.Tensor, *,
-                     jitter: float, per_instance: int, spread: float,
+                     jitter: float, per_instance: int, spread: float, lengths: torch.Tensor | None = None,
                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The concatenated samples of the chosen sources: (B, K, 2) and a (B, K) validity mask."""
     B = instances.shape[0]
@@ -89,7 +95,7 @@ def training_samples(sources, num_steps: int, max_duration: int, instances: torc
         parts.append(random_around_grid(grid, B, jitter, generator))
         masks.append(torch.ones(B, grid.shape[0], dtype=torch.bool, device=device))
     if "sis" in sources and instances.shape[1] > 0:
-        samples, mask = scale_invariant_samples(instances, valid, per_instance, spread, generator)
+        samples, mask = scale_invariant_samples(instances, valid, per_instance, spread, generator, lengths=lengths)
         parts.append(samples)
         masks.append(mask)
     if not parts:

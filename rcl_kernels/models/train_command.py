@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rcl_kernels.models.data_setup import load_split
     from rcl_kernels.models.postprocess import write_results_json
-    from rcl_kernels.models.train_loop import evaluate, metrics_table, train, write_json
+    from rcl_kernels.models.inference import evaluate
+    from rcl_kernels.models.reporting import metrics_table, write_json
+    from rcl_kernels.models.training import train
 
     try:
         model_cfg, run_cfg = configs_from_args(args)
@@ -30,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         if result.checkpoint is None or args.no_eval:  # not rank 0, or asked not to
             return 0
         print(f"trained {result.steps} steps in {result.seconds:.1f} s; checkpoint {result.checkpoint}")
-        test = load_split(run_cfg, "test")
+        test = load_split(run_cfg, "test", feature_dim=result.model.config.feature_dim)
         evaluation = evaluate(result.model, run_cfg, test, next(result.model.parameters()).device)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"rcl-kernels train: error: {exc}", file=sys.stderr)
