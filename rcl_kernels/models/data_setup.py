@@ -14,8 +14,11 @@ import torch
 from torch.utils.data import Dataset
 
 from rcl_kernels.data import synthetic
+from rcl_kernels.data.actionformer import actionformer_dataset
 from rcl_kernels.data.annotations import AnnotationError
+from rcl_kernels.data.bsn import bsn_dataset
 from rcl_kernels.data.dataset import VideoDataset, collate_videos
+from rcl_kernels.data.gtad import gtad_thumos14_dataset
 from rcl_kernels.data.windows import WindowedDataset
 from rcl_kernels.models.config import ConfigError, RunConfig
 
@@ -94,17 +97,14 @@ def _flags(run: RunConfig) -> str:
 def _real_videos(run: RunConfig, split: str) -> VideoDataset:
     subset = run.train_subset if split == "train" else run.test_subset
     if run.dataset == "actionformer":
-        from rcl_kernels.data.actionformer import actionformer_dataset
 
         default = "Validation" if split == "train" else "Test"
         return actionformer_dataset(run.annotations, run.feature_dir, subset or default, max_steps=run.max_video_steps)
     if run.dataset == "gtad":
-        from rcl_kernels.data.gtad import gtad_thumos14_dataset
 
         if subset:
             raise ConfigError(f"--{split}-subset: the gtad layout takes one csv per split; pass it as --annotations")
         return gtad_thumos14_dataset(run.annotations, run.feature_dir, max_steps=run.max_video_steps)
-    from rcl_kernels.data.bsn import bsn_dataset
 
     default = "training" if split == "train" else "validation"
     return bsn_dataset(run.annotations, run.video_info, run.feature_dir, subset or default,

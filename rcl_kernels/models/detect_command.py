@@ -8,10 +8,17 @@ and --config override them. The model options come from the checkpoint (--backen
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from rcl_kernels.models.checkpoints import load_checkpoint, model_from_checkpoint
 from rcl_kernels.models.config import BACKENDS, ConfigError
+from rcl_kernels.models.data_setup import feature_dim_of, load_split
+from rcl_kernels.models.distributed import resolve_device
 from rcl_kernels.models.flags import add_config_arguments, configs_from_args
+from rcl_kernels.models.inference import detect, evaluate
+from rcl_kernels.models.postprocess import write_results_json
+from rcl_kernels.models.reporting import metrics_table, write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,15 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    from rcl_kernels.models.data_setup import feature_dim_of, load_split
-    from rcl_kernels.models.postprocess import write_results_json
-    from rcl_kernels.models.checkpoints import load_checkpoint, model_from_checkpoint
-    from rcl_kernels.models.distributed import resolve_device
-    from rcl_kernels.models.inference import detect, evaluate
-    from rcl_kernels.models.reporting import metrics_table, write_json
-
     try:
         state = load_checkpoint(args.checkpoint)
         stored = {k: (v, f"{args.checkpoint} (stored run config)") for k, v in state.get("run_config", {}).items()

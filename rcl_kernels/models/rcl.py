@@ -23,7 +23,6 @@ cells only, no offsets, no refinement (Table 5's "grid" row); the published base
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from rcl_kernels.models.bmn import BMN, BaseAndTEM
 from rcl_kernels.models.boundary import boundary_loss, boundary_targets

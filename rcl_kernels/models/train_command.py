@@ -11,7 +11,12 @@ import os
 import sys
 
 from rcl_kernels.models.config import ConfigError
+from rcl_kernels.models.data_setup import load_split
 from rcl_kernels.models.flags import add_config_arguments, configs_from_args
+from rcl_kernels.models.inference import evaluate
+from rcl_kernels.models.postprocess import write_results_json
+from rcl_kernels.models.reporting import metrics_table, write_json
+from rcl_kernels.models.training import train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,12 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rcl_kernels.models.data_setup import load_split
-    from rcl_kernels.models.postprocess import write_results_json
-    from rcl_kernels.models.inference import evaluate
-    from rcl_kernels.models.reporting import metrics_table, write_json
-    from rcl_kernels.models.training import train
-
     try:
         model_cfg, run_cfg = configs_from_args(args)
         result = train(model_cfg, run_cfg)

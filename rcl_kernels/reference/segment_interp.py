@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import torch
 
-from rcl_kernels._vocabulary import PADDINGS
-
 
 def accumulation_dtype(features: torch.Tensor) -> torch.dtype:
     """Positions and sums are computed in float64 for float64 features, else in float32."""
