@@ -20,4 +20,14 @@ TORCH_LIBRARY(rcl_kernels, m) {
       "soft_nms(Tensor segments, Tensor scores, Tensor? labels, Tensor? lengths, str method, float sigma, "
       "float iou_threshold, float min_score, int top_k, bool width_gate, float gate_t1, float gate_t2) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+
+  // 1D RoIAlign (see rcl_kernels/ops/roi_align_1d.py): input (B, C, T), rois (R, 3) = (batch index,
+  // start, end) -> (R, C, output_size). The backward op returns (grad_input, grad_rois).
+  m.def(
+      "roi_align_1d(Tensor input, Tensor rois, int output_size, float spatial_scale, int sampling_ratio, "
+      "bool aligned) -> Tensor");
+  m.def(
+      "roi_align_1d_backward(Tensor grad_output, Tensor input, Tensor rois, int output_size, "
+      "float spatial_scale, int sampling_ratio, bool aligned, bool need_input_grad, bool need_rois_grad) "
+      "-> (Tensor, Tensor)");
 }

@@ -10,9 +10,10 @@ from rcl_kernels._info import info  # noqa: E402
 from rcl_kernels.ops.segment_interp import segment_interp  # noqa: E402
 from rcl_kernels.ops.soft_nms import SoftNMSResult, soft_nms  # noqa: E402
 from rcl_kernels.ops.anchor_scoring import score_anchors  # noqa: E402
+from rcl_kernels.ops.roi_align_1d import roi_align_1d  # noqa: E402
 from rcl_kernels.nn.anchor_scorer import AnchorScorer  # noqa: E402
 
-__all__ = ["__version__", "AnchorScorer", "info", "score_anchors", "segment_interp", "SoftNMSResult", "soft_nms"]
+__all__ = ["__version__", "AnchorScorer", "info", "roi_align_1d", "score_anchors", "segment_interp", "SoftNMSResult", "soft_nms"]
 
 
 def __getattr__(name):

@@ -23,6 +23,12 @@ def _op_backends() -> dict:
     except ImportError:
         pass
     try:
+        from rcl_kernels.ops.roi_align_1d import ROI_ALIGN_1D_BACKENDS
+
+        tables.append(ROI_ALIGN_1D_BACKENDS)
+    except ImportError:
+        pass
+    try:
         from rcl_kernels.ops.anchor_scoring import ANCHOR_SCORING_BACKENDS
 
         tables.append(ANCHOR_SCORING_BACKENDS)
