@@ -78,6 +78,13 @@ def check_roi_align_1d_args(input, rois, output_size, spatial_scale, sampling_ra
                              f"[0, {input.shape[0]}); got {value!r}")
 
 
+def segments_to_rois(segments: torch.Tensor) -> torch.Tensor:
+    """(B, K, 2) segments -> (B * K, 3) rois (batch index, start, end), batch-major; differentiable."""
+    B, K = segments.shape[:2]
+    index = torch.arange(B, device=segments.device, dtype=segments.dtype).view(B, 1, 1).expand(B, K, 1)
+    return torch.cat([index, segments], dim=2).reshape(B * K, 3)
+
+
 def roi_align_1d(
     input: torch.Tensor,
     rois: torch.Tensor,
@@ -136,8 +143,7 @@ def roi_align_1d(
             raise ValueError(f"roi_align_1d: input of shape {_shape(input)} does not have the segments' batch "
                              f"size {rois.shape[0]}")
         B, K = rois.shape[:2]
-        index = torch.arange(B, device=rois.device, dtype=rois.dtype).view(B, 1, 1).expand(B, K, 1)
-        rois = torch.cat([index, rois], dim=2).reshape(B * K, 3)
+        rois = segments_to_rois(rois)
     check_roi_align_1d_args(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
     chosen = ROI_ALIGN_1D_BACKENDS.resolve(backend, input.device)
     args = (input, rois, output_size, float(spatial_scale), int(sampling_ratio), bool(aligned))
