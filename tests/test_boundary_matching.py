@@ -80,8 +80,11 @@ def test_project_equals_dense_convolutions(backend, weight_dims, pointwise):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
-def test_project_float32_and_more_cells_than_one_call():
-    """T = 64 has 2080 cells, more than one score_anchors call takes: the chunks must line up."""
+def test_project_float32_and_more_cells_than_one_call(monkeypatch):
+    """project() scores the cells in chunks (one score_anchors call each): the chunks must line up."""
+    import rcl_kernels.nn.boundary_matching as module
+
+    monkeypatch.setattr(module, "_CELLS_PER_CALL", 700)  # 2080 cells: three calls, the last one partial
     T, N, S, C, H, O = 64, 8, 3, 6, 16, 4
     x = torch.randn(1, C, T)
     w1, b1 = torch.randn(H, C, N, 1) * 0.2, torch.randn(H)

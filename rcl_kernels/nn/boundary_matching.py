@@ -22,7 +22,7 @@ from rcl_kernels import score_anchors
 from rcl_kernels.ops.segment_interp import segment_interp
 from rcl_kernels.reference.boundary_matching import boundary_matching_cells
 
-_CELLS_PER_CALL = 1024  # cells per score_anchors call in project (bounds its scratch memory)
+_CELLS_PER_CALL = 2048  # cells per score_anchors call in project: bounds its scratch memory (~15 MiB)
 
 
 def _check_int(owner: str, name: str, value, low: int) -> None:
