@@ -51,7 +51,8 @@ stamp "memcheck exit $?: $(grep -E 'ERROR SUMMARY|passed|failed' "$OUT/memcheck.
 
 stamp "benchmarks"
 timeout "$(left 15)" python benchmarks/run.py --out "$OUT/bench" --no-plots \
-  --only soft_nms --only segment_interp --only model --only anchor_scoring --only evaluation >"$OUT/bench.log" 2>&1
+  --only soft_nms --only segment_interp --only model --only anchor_scoring --only evaluation \
+  --only roi_align_1d --only boundary_matching >"$OUT/bench.log" 2>&1
 stamp "benchmarks exit $?"
 if [[ -f "$OUT/bench/results.json" ]]; then
   timeout 30 python benchmarks/plots.py "$OUT/bench/results.json" >>"$OUT/bench.log" 2>&1

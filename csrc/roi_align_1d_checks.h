@@ -26,6 +26,19 @@ inline void check_roi_align_1d_args(const at::Tensor& input, const at::Tensor& r
               "roi_align_1d: input must have at least one time step (T >= 1)");
 }
 
+// Sizes and sampling parameters of one call, for the kernels.
+struct RoiAlign1dProblem {
+  int64_t B, C, T, R, P;
+  int64_t sampling_ratio;
+  bool aligned;
+};
+
+inline RoiAlign1dProblem make_roi_align_1d_problem(const at::Tensor& input, const at::Tensor& rois,
+                                                   int64_t output_size, int64_t sampling_ratio, bool aligned) {
+  return RoiAlign1dProblem{input.size(0), input.size(1), input.size(2), rois.size(0), output_size, sampling_ratio,
+                           aligned};
+}
+
 // Positions and sums run in float64 for float64 input, else in float32.
 inline at::ScalarType roi_align_1d_acc_type(const at::Tensor& input) {
   return input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;

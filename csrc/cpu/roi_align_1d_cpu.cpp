@@ -27,11 +27,7 @@
 namespace rcl_kernels {
 namespace {
 
-struct Problem {
-  int64_t B, C, T, R, P;
-  int64_t sampling_ratio;
-  bool aligned;
-};
+using Problem = RoiAlign1dProblem;
 
 template <typename acc_t>
 RoiGeometry<acc_t> geometry_of(const acc_t* roi, const Problem& p, acc_t scale) {
@@ -143,16 +139,11 @@ void rois_grad_impl(const acc_t* g, const acc_t* ft, const acc_t* rois, acc_t* g
   });
 }
 
-Problem make_problem(const at::Tensor& input, const at::Tensor& rois, int64_t output_size, int64_t sampling_ratio,
-                     bool aligned) {
-  return Problem{input.size(0), input.size(1), input.size(2), rois.size(0), output_size, sampling_ratio, aligned};
-}
-
 at::Tensor roi_align_1d_cpu(const at::Tensor& input, const at::Tensor& rois, int64_t output_size,
                             double spatial_scale, int64_t sampling_ratio, bool aligned) {
   check_roi_align_1d_args(input, rois, output_size, spatial_scale);
   TORCH_CHECK(input.device().is_cpu(), "roi_align_1d (cpu kernel): input must be a CPU tensor");
-  const Problem p = make_problem(input, rois, output_size, sampling_ratio, aligned);
+  const Problem p = make_roi_align_1d_problem(input, rois, output_size, sampling_ratio, aligned);
   at::Tensor out = at::empty({p.R, p.C, p.P}, input.options().memory_format(at::MemoryFormat::Contiguous));
   if (out.numel() == 0) return out;
   const at::ScalarType acc_type = roi_align_1d_acc_type(input);
@@ -172,7 +163,7 @@ std::tuple<at::Tensor, at::Tensor> roi_align_1d_backward_cpu(const at::Tensor& g
                                                              bool aligned, bool need_input_grad,
                                                              bool need_rois_grad) {
   check_roi_align_1d_args(input, rois, output_size, spatial_scale);
-  const Problem p = make_problem(input, rois, output_size, sampling_ratio, aligned);
+  const Problem p = make_roi_align_1d_problem(input, rois, output_size, sampling_ratio, aligned);
   TORCH_CHECK(grad_output.sizes() == at::IntArrayRef({p.R, p.C, p.P}),
               "roi_align_1d_backward: grad_output must have shape (R, C, output_size) = (", p.R, ", ", p.C, ", ",
               p.P, "), got ", grad_output.sizes());

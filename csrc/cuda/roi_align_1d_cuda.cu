@@ -31,11 +31,7 @@ namespace {
 
 constexpr int kThreads = 256;
 
-struct Problem {
-  int64_t B, C, T, R, P;
-  int64_t sampling_ratio;
-  bool aligned;
-};
+using Problem = RoiAlign1dProblem;
 
 int blocks_for(int64_t n) {
   return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, int64_t(1) << 16));
@@ -135,17 +131,12 @@ __global__ void rois_grad_kernel(const acc_t* __restrict__ g, const acc_t* __res
   }
 }
 
-Problem make_problem(const at::Tensor& input, const at::Tensor& rois, int64_t output_size, int64_t sampling_ratio,
-                     bool aligned) {
-  return Problem{input.size(0), input.size(1), input.size(2), rois.size(0), output_size, sampling_ratio, aligned};
-}
-
 at::Tensor roi_align_1d_cuda(const at::Tensor& input, const at::Tensor& rois, int64_t output_size,
                              double spatial_scale, int64_t sampling_ratio, bool aligned) {
   check_roi_align_1d_args(input, rois, output_size, spatial_scale);
   TORCH_CHECK(input.is_cuda(), "roi_align_1d (cuda kernel): input must be a CUDA tensor");
   const c10::cuda::CUDAGuard guard(input.device());
-  const Problem p = make_problem(input, rois, output_size, sampling_ratio, aligned);
+  const Problem p = make_roi_align_1d_problem(input, rois, output_size, sampling_ratio, aligned);
   at::Tensor out = at::empty({p.R, p.C, p.P}, input.options().memory_format(at::MemoryFormat::Contiguous));
   if (out.numel() == 0) return out;
   const at::ScalarType acc_type = roi_align_1d_acc_type(input);
@@ -169,7 +160,7 @@ std::tuple<at::Tensor, at::Tensor> roi_align_1d_backward_cuda(const at::Tensor& 
                                                               bool need_rois_grad) {
   check_roi_align_1d_args(input, rois, output_size, spatial_scale);
   const c10::cuda::CUDAGuard guard(input.device());
-  const Problem p = make_problem(input, rois, output_size, sampling_ratio, aligned);
+  const Problem p = make_roi_align_1d_problem(input, rois, output_size, sampling_ratio, aligned);
   TORCH_CHECK(grad_output.sizes() == at::IntArrayRef({p.R, p.C, p.P}),
               "roi_align_1d_backward: grad_output must have shape (R, C, output_size) = (", p.R, ", ", p.C, ", ",
               p.P, "), got ", grad_output.sizes());
