@@ -7,6 +7,7 @@
               no mask, then the same convolutions.
   bm_fused    BoundaryMatching.project: the convolutions through score_anchors on SoI samples;
               neither the mask nor the map exists.
+  bm_soi_linear  project_method="soi_linear": SoI blocks of 1024 cells, convolutions as matmuls.
 
 Problems: OpenTAD's default BMNExtractor (T = D = 128, N = 32, 3 samples per bin, 128 channels
 into the layer, 512 after the conv over N, 128 out) and BMN's ActivityNet setting (T = D = 100,
@@ -57,6 +58,7 @@ def run(cfg: BenchConfig) -> list[dict]:
     for pname, p in problems(cfg.quick).items():
         B, C, T, D, N, S, ratio, H, O = (p[k] for k in ("B", "C", "T", "D", "N", "S", "ratio", "hidden", "out"))
         layer = BoundaryMatching(T, D, N, S, ratio).to(cfg.device)
+        linear_layer = BoundaryMatching(T, D, N, S, ratio, project_method="soi_linear").to(cfg.device)
         mask32 = bmn_sample_mask(T, D, N, S, ratio, device=cfg.device)
         for dtype in dtypes:
             dname = str(dtype).replace("torch.", "")
@@ -71,6 +73,7 @@ def run(cfg: BenchConfig) -> list[dict]:
                                                                               w1, b1, w2, b2)),
                 "bm_soi": (True, lambda x, w1, b1, w2, b2: _convolutions(layer(x), w1, b1, w2, b2)),
                 "bm_fused": (True, lambda x, w1, b1, w2, b2: layer.project(x, w1, b1, w2, b2)),
+                "bm_soi_linear": (True, lambda x, w1, b1, w2, b2: linear_layer.project(x, w1, b1, w2, b2)),
             }
             outputs = {}
             for impl, (ours, fn) in impls.items():

@@ -60,14 +60,15 @@ def dense_convolutions(x, mask, w1, b1, w2, b2):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("weight_dims", [3, 4, 5])
 @pytest.mark.parametrize("pointwise", [True, False])
-def test_project_equals_dense_convolutions(backend, weight_dims, pointwise):
+@pytest.mark.parametrize("method", ["score_anchors", "soi_linear"])
+def test_project_equals_dense_convolutions(backend, weight_dims, pointwise, method):
     T, D, N, S, ratio, C, H, O = 11, 8, 4, 3, 0.5, 5, 7, 3
     x = torch.randn(2, C, T, dtype=torch.float64, requires_grad=True)
     w1 = torch.randn(H, C, N, *([1] * (weight_dims - 3)), dtype=torch.float64, requires_grad=True)
     b1 = torch.randn(H, dtype=torch.float64, requires_grad=True)
     w2 = torch.randn(O, H, 1, 1, dtype=torch.float64, requires_grad=True) if pointwise else None
     b2 = torch.randn(O, dtype=torch.float64, requires_grad=True) if pointwise else None
-    layer = BoundaryMatching(T, D, N, S, ratio, backend=backend)
+    layer = BoundaryMatching(T, D, N, S, ratio, backend=backend, project_method=method)
     ours = layer.project(x, w1, b1, w2, b2)
     expected = dense_convolutions(x, published_mask(T, D, N, S, ratio), w1, b1, w2, b2)
     assert ours.shape == (2, O if pointwise else H, D, T)
@@ -85,14 +86,16 @@ def test_project_float32_and_more_cells_than_one_call(monkeypatch):
     import rcl_kernels.nn.boundary_matching as module
 
     monkeypatch.setattr(module, "_CELLS_PER_CALL", 700)  # 2080 cells: three calls, the last one partial
+    monkeypatch.setattr(module, "_CELLS_PER_SOI_CALL", 900)
     T, N, S, C, H, O = 64, 8, 3, 6, 16, 4
     x = torch.randn(1, C, T)
     w1, b1 = torch.randn(H, C, N, 1) * 0.2, torch.randn(H)
     w2, b2 = torch.randn(O, H, 1, 1) * 0.2, torch.randn(O)
-    layer = BoundaryMatching(T, num_sample=N, num_sample_perbin=S)
     expected = dense_convolutions(x.double(), published_mask(T, T, N, S, 0.5), w1.double(), b1.double(),
                                   w2.double(), b2.double())
-    torch.testing.assert_close(layer.project(x, w1, b1, w2, b2).double(), expected, rtol=1e-4, atol=1e-4)
+    for method in ("score_anchors", "soi_linear"):
+        layer = BoundaryMatching(T, num_sample=N, num_sample_perbin=S, project_method=method)
+        torch.testing.assert_close(layer.project(x, w1, b1, w2, b2).double(), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_layer_has_no_state_and_moves_with_the_module():
@@ -112,6 +115,7 @@ def test_layer_has_no_state_and_moves_with_the_module():
         (dict(num_sample_perbin=True), "num_sample_perbin"),
         (dict(prop_boundary_ratio=-0.1), "prop_boundary_ratio"),
         (dict(prop_boundary_ratio=float("nan")), "prop_boundary_ratio"),
+        (dict(project_method="dense"), "project_method"),
     ],
 )
 def test_bad_constructor_arguments_name_the_argument(kwargs, match):

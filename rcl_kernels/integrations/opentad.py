@@ -46,11 +46,13 @@ class BMNExtractor(nn.Module):
 
     Parameters (OpenTAD's names and shapes): reduce_dim.0 Conv1d(in_channels, hid_channels, 3,
     padding=1); conv3d.0 Conv2d(hid_channels, roi_channels, (num_sample, 1), stride (num_sample, 1));
-    conv2d.0 Conv2d(roi_channels, out_channels, 1).
+    conv2d.0 Conv2d(roi_channels, out_channels, 1). backend and project_method: see
+    rcl_kernels.nn.BoundaryMatching.
     """
 
     def __init__(self, in_channels=256, hid_channels=128, roi_channels=512, out_channels=128, tscale=128,
-                 dscale=128, num_sample=32, num_sample_perbin=3, prop_extend_ratio=0.5, *, backend: str = "auto"):
+                 dscale=128, num_sample=32, num_sample_perbin=3, prop_extend_ratio=0.5, *, backend: str = "auto",
+                 project_method: str = "score_anchors"):
         super().__init__()
         self.num_sample = num_sample
         self.num_sample_perbin = num_sample_perbin
@@ -62,7 +64,7 @@ class BMNExtractor(nn.Module):
         self.conv2d = nn.Sequential(nn.Conv2d(roi_channels, out_channels, kernel_size=1, stride=1, padding=0),
                                     nn.ReLU(inplace=True))
         self.boundary_matching = BoundaryMatching(tscale, dscale, num_sample, num_sample_perbin, prop_extend_ratio,
-                                                  backend=backend)
+                                                  backend=backend, project_method=project_method)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.reduce_dim(x)

@@ -16,6 +16,7 @@ writing the (B, C, N, D, T) map.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rcl_kernels import score_anchors
@@ -23,6 +24,8 @@ from rcl_kernels.ops.segment_interp import segment_interp
 from rcl_kernels.reference.boundary_matching import boundary_matching_cells
 
 _CELLS_PER_CALL = 2048  # cells per score_anchors call in project: bounds its scratch memory (~15 MiB)
+_CELLS_PER_SOI_CALL = 1024  # cells per segment_interp call of project_method="soi_linear" (C N values each)
+PROJECT_METHODS = ("score_anchors", "soi_linear")
 
 
 def _check_int(owner: str, name: str, value, low: int) -> None:
@@ -42,11 +45,23 @@ class BoundaryMatching(nn.Module):
     what BMN computes from it, relu(conv_1x1(relu(conv_N(map)))), as (B, out, D, T), without the
     map. Cells with start + duration >= T are zero in the map (so the convolutions see zeros there,
     as in BMN). The layer has no parameters or persistent buffers: checkpoints are unaffected.
+
+    project_method: "score_anchors" (default) runs the convolutions through the fused scorer,
+    which interpolates features projected by the first convolution (about C / (2 S) times less
+    arithmetic than the convolution, but a memory-bound gather); "soi_linear" samples SoI blocks
+    of 1024 cells and applies the convolutions as matrix products (the convolution's arithmetic,
+    at matmul speed). Both keep only a chunk's worth of samples; which is faster depends on C and
+    the machine (benchmarks/bench_boundary_matching.py times both).
     """
 
     def __init__(self, temporal_scale: int, duration_scale: int | None = None, num_sample: int = 32,
-                 num_sample_perbin: int = 3, prop_boundary_ratio: float = 0.5, *, backend: str = "auto"):
+                 num_sample_perbin: int = 3, prop_boundary_ratio: float = 0.5, *, backend: str = "auto",
+                 project_method: str = "score_anchors"):
         super().__init__()
+        if project_method not in PROJECT_METHODS:
+            raise ValueError(f"BoundaryMatching: project_method must be one of {PROJECT_METHODS}, "
+                             f"got {project_method!r}")
+        self.project_method = project_method
         duration_scale = temporal_scale if duration_scale is None else duration_scale
         for name, value in (("temporal_scale", temporal_scale), ("duration_scale", duration_scale),
                             ("num_sample", num_sample), ("num_sample_perbin", num_sample_perbin)):
@@ -114,11 +129,18 @@ class BoundaryMatching(nn.Module):
         windows = self._windows(x)
         K = windows.shape[0]
         parts = []
-        for k0 in range(0, K, _CELLS_PER_CALL):
-            chunk = windows[k0:k0 + _CELLS_PER_CALL].expand(B, -1, -1)
-            parts.append(score_anchors(x, chunk, w1, b1, w2, b2, num_samples=N,
-                                       samples_per_point=self.num_sample_perbin, padding="bmn",
-                                       coord_features="none", activation="relu", backend=self.backend))
+        if self.project_method == "soi_linear":
+            for k0 in range(0, K, _CELLS_PER_SOI_CALL):
+                chunk = windows[k0:k0 + _CELLS_PER_SOI_CALL].expand(B, -1, -1)
+                soi = segment_interp(x, chunk, N, samples_per_point=self.num_sample_perbin, padding="bmn",
+                                     backend=self.backend)  # (B, k, C, N): column c * N + n of w1
+                parts.append(F.linear(torch.relu(F.linear(soi.flatten(2), w1, b1)), w2, b2))
+        else:
+            for k0 in range(0, K, _CELLS_PER_CALL):
+                chunk = windows[k0:k0 + _CELLS_PER_CALL].expand(B, -1, -1)
+                parts.append(score_anchors(x, chunk, w1, b1, w2, b2, num_samples=N,
+                                           samples_per_point=self.num_sample_perbin, padding="bmn",
+                                           coord_features="none", activation="relu", backend=self.backend))
         scores = torch.relu(torch.cat(parts, dim=1))  # (B, K, out)
         # Cells outside the map are zero before the convolutions: the MLP of a zero input there.
         hidden0 = torch.relu(b1) if b1 is not None else x.new_zeros(H)
@@ -140,4 +162,5 @@ class BoundaryMatching(nn.Module):
     def extra_repr(self) -> str:
         return (f"temporal_scale={self.temporal_scale}, duration_scale={self.duration_scale}, "
                 f"num_sample={self.num_sample}, num_sample_perbin={self.num_sample_perbin}, "
-                f"prop_boundary_ratio={self.prop_boundary_ratio}, backend={self.backend!r}")
+                f"prop_boundary_ratio={self.prop_boundary_ratio}, backend={self.backend!r}, "
+                f"project_method={self.project_method!r}")
