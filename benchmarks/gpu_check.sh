@@ -70,7 +70,8 @@ sanitize initcheck 120 40 "$ours" tests/test_segment_interp.py tests/test_soft_n
 
 stamp "benchmarks"
 timeout "$(left 15)" python benchmarks/run.py --out "$OUT/bench" --no-plots \
-  --only soft_nms --only segment_interp --only model --only score_anchors --only evaluation >"$OUT/bench.log" 2>&1
+  --only soft_nms --only segment_interp --only model --only score_anchors --only evaluation \
+  --only roi_align_1d --only boundary_matching >"$OUT/bench.log" 2>&1
 stamp "benchmarks exit $?"
 if [[ -f "$OUT/bench/results.json" ]]; then
   timeout 30 python benchmarks/plots.py "$OUT/bench/results.json" >>"$OUT/bench.log" 2>&1

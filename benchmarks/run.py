@@ -33,6 +33,8 @@ BENCHMARKS = {
     "segment_interp": "bench_segment_interp",
     "score_anchors": "bench_score_anchors",
     "soft_nms": "bench_soft_nms",
+    "roi_align_1d": "bench_roi_align_1d",
+    "boundary_matching": "bench_boundary_matching",
     "evaluation": "bench_evaluation",
     "model": "bench_model",
 }

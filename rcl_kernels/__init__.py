@@ -6,12 +6,14 @@ it never initialises CUDA. rcl_kernels.info() reports what was built.
 
 from rcl_kernels._info import info
 from rcl_kernels._version import __version__
+from rcl_kernels.nn.boundary_matching import BoundaryMatching
 from rcl_kernels.nn.score_anchors import AnchorScorer
+from rcl_kernels.ops.roi_align_1d import roi_align_1d
 from rcl_kernels.ops.score_anchors import score_anchors
 from rcl_kernels.ops.segment_interp import segment_interp
 from rcl_kernels.ops.soft_nms import SoftNMSResult, soft_nms
 
-__all__ = ["__version__", "AnchorScorer", "info", "score_anchors", "segment_interp", "SoftNMSResult", "soft_nms"]
+__all__ = ["__version__", "AnchorScorer", "BoundaryMatching", "info", "roi_align_1d", "score_anchors", "segment_interp", "SoftNMSResult", "soft_nms"]
 
 
 def __getattr__(name):

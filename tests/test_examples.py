@@ -7,7 +7,8 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLES = ["segment_interp_example.py", "soft_nms_example.py", "score_anchors_example.py"]
+EXAMPLES = ["segment_interp_example.py", "soft_nms_example.py", "score_anchors_example.py", "roi_align_1d_example.py",
+            "opentad_example.py"]
 
 
 @pytest.mark.parametrize("script", EXAMPLES)

@@ -170,6 +170,8 @@ OPS = {
     "score_anchors": ["rcl_kernels/cpu/score_anchors.py", "rcl_kernels/triton/score_anchors.py",
                       "rcl_kernels/nn/score_anchors.py"],
     "soft_nms": ["csrc/soft_nms.cpp", "csrc/cpu/soft_nms_cpu.cpp", "csrc/cuda/soft_nms_cuda.cu"],
+    "roi_align_1d": ["csrc/roi_align_1d.cpp", "csrc/cpu/roi_align_1d_cpu.cpp", "csrc/cuda/roi_align_1d_cuda.cu",
+                     "rcl_kernels/triton/roi_align_1d.py"],
 }
 
 
