@@ -155,6 +155,16 @@ def test_odd_sizes(backend, sizes):
     check_against_reference(backend, tensors, kw)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_folded_launch_grids(backend):
+    """The Triton kernels take (video, segment tile) and (video, point, time tile) from one grid
+    dimension (rcl_kernels/triton/score_anchors.py): several videos, segment tiles, points and
+    time tiles (16-step tiles in the interpreter) must each land where they belong."""
+    tensors, kw = make_problem(B=2, C=3, T=33, N=2, K=33, H=12, O=2)
+    kw.update(samples_per_point=2, context=0.25)
+    check_against_reference(backend, tensors, kw)
+
+
 def grid_segments(T, max_length, device=DEVICE):
     """Every start <= end pair of a T-step grid with end - start <= max_length, in start-major
     order (as RCL / BMN enumerate anchors), jittered by up to a quarter step: (1, K, 2)."""
