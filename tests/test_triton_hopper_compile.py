@@ -92,3 +92,18 @@ def test_no_kernel_spills_registers():
                 for r in records if r["spill_store_bytes"] > SPILL_LIMIT_BYTES]
     assert not spilling, "\n".join(spilling)
     assert all(0 < r["registers"] <= 255 for r in records)
+
+
+def test_main_job_reports_registers_and_spills():
+    """benchmarks/run.py writes these records into its results (benchmarks/triton_compile.py)."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import triton_compile
+    finally:
+        sys.path.pop(0)
+    records = compiled_records()
+    table = triton_compile.markdown({"target": "sm_90", "records": [{k: r[k] for k in triton_compile.FIELDS}
+                                                                     for r in records]})
+    assert table.count("\n| ") == len(records) + 1  # header and one row per kernel compiled
+    assert "| segment_interp_forward_kernel | float32 | segment_interp anet | BLOCK_C=32, BLOCK_N=32 | 4 |" in table
+    assert "skipped (triton is not installed)" in triton_compile.markdown({"skipped": "triton is not installed"})
