@@ -37,8 +37,11 @@ the features' dtype, and only when a gradient is needed):
 
 Sampling rules (positions, taps, slopes, NaN handling) are those of the SoI op, spelled in
 csrc/segment_interp_common.h and rcl_kernels/reference/segment_interp.py; the taps and sample
-fractions come from the SoI op's Triton helpers (rcl_kernels/triton/_segment_interp_kernels.py). Matmul operands are the features' dtype (bf16 / fp16) with float32
-accumulation; float32 uses TF32 only where torch.backends.cuda.matmul.allow_tf32 says so.
+fractions come from the SoI op's Triton helpers (rcl_kernels/triton/_segment_interp_kernels.py).
+As in SoI, the launcher turns fp fusion off and every float32 division is correctly rounded, so
+positions (and the coordinate features) are rounded as on the CPU. Matmul operands are the
+features' dtype (bf16 / fp16) with float32 accumulation; float32 uses TF32 only where
+torch.backends.cuda.matmul.allow_tf32 says so.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ D_END = tl.constexpr(2)
 # there. tests/triton_hopper_compile.py reports registers and spills of each for sm_90 (no GPU
 # needed) and tests/test_triton_hopper_compile.py bounds the spills.
 FWD_CONFIGS = {"tf32": [(64, 32, 128, 8, 2), (64, 16, 128, 8, 3), (64, 32, 64, 8, 2)],
-               "ieee": [(32, 32, 64, 8, 2), (32, 16, 64, 8, 2), (32, 32, 32, 4, 2)]}
+               "ieee": [(32, 32, 64, 8, 2), (32, 16, 64, 8, 2), (16, 32, 64, 4, 2)]}
 PROJECTED_CONFIGS = {"tf32": [(64, 64, 128, 8, 2), (64, 32, 128, 8, 2), (32, 32, 64, 4, 3)],
                      "ieee": [(32, 32, 64, 4, 2), (32, 64, 64, 8, 2), (16, 32, 64, 4, 3)]}
 SEGMENTS_CONFIGS = {"tf32": [(64, 32, 64, 4, 2), (64, 32, 128, 8, 2)],
@@ -317,6 +320,7 @@ def bwd_segments_kernel(
 def _configs(entries):
     return [triton.Config({"BLOCK_K": k, "BLOCK_T": t, "BLOCK_H": h}, num_warps=w, num_stages=st)
             for k, t, h, w, st in entries]
+
 
 def _tuned(kernel, configs: dict, key: list) -> dict:
     """tl.dot precision -> the kernel autotuned over that precision's candidates."""
