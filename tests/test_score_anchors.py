@@ -470,3 +470,13 @@ def test_gpu_triton_tf32_follows_the_torch_flag():
     reference = score_anchors_reference(*[t.double() for t in tensors], kw["num_samples"])
     assert max_abs_err(exact, reference) < 1e-4
     assert max_abs_err(tf32, reference) < 5e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_gpu_triton_on_a_device_that_is_not_current():
+    """Tensors on cuda:1 while cuda:0 is current: every launch runs on the tensors' device (the
+    launchers' device guard), not on the current one with foreign pointers."""
+    tensors, kw = make_problem(B=2, C=16, T=30, N=4, K=50, H=32, O=3, device=torch.device("cuda", 1))
+    with torch.cuda.device(0):
+        check_against_reference("triton", tensors, kw)
