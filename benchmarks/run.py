@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import RESULTS_DIR, BenchConfig, environment, ratio_table  # noqa: E402
 from ceilings import measure_ceilings  # noqa: E402
-from triton_compile import compile_report, markdown as compile_markdown  # noqa: E402
+from triton_compile import compile_report, markdown as compile_markdown
 
 # name -> module with run(cfg) (and optionally sweep(cfg) for the plots)
 BENCHMARKS = {

@@ -30,7 +30,8 @@ def compile_report(timeout_s: float = 1200) -> dict:
     env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
     t0 = time.time()
     try:
-        proc = subprocess.run([sys.executable, HARNESS], capture_output=True, text=True, env=env, timeout=timeout_s)
+        proc = subprocess.run([sys.executable, HARNESS], capture_output=True, text=True, env=env,
+                              timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
         return {"skipped": f"compiling took more than {timeout_s:.0f} s"}
     if proc.returncode != 0:

@@ -14,9 +14,9 @@ import torch
 
 pytest.importorskip("triton")
 
-from rcl_kernels.triton import _launching  # noqa: E402
-from rcl_kernels.triton import score_anchors as scoring  # noqa: E402
-from rcl_kernels.triton import segment_interp as soi  # noqa: E402
+from rcl_kernels.triton import _launching
+from rcl_kernels.triton import score_anchors as scoring
+from rcl_kernels.triton import segment_interp as soi
 
 # A GPU config of each scorer kernel (the grids depend on its block sizes).
 GPU_META = {"BLOCK_K": 64, "BLOCK_T": 32, "BLOCK_H": 64}

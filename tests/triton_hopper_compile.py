@@ -35,7 +35,7 @@ assert os.environ.get("TRITON_INTERPRET", "0") != "1", "unset TRITON_INTERPRET: 
 
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
-from triton.compiler.compiler import make_backend  # noqa: E402
+from triton.compiler.compiler import make_backend
 from triton.runtime import driver  # noqa: E402
 from triton.runtime.autotuner import Autotuner  # noqa: E402
 from triton.runtime.jit import JITFunction  # noqa: E402
@@ -137,7 +137,7 @@ def compile_only(target: GPUTarget, records: list, all_configs: bool):
 # SoI sizes: odd small ones, and the benchmarks' "anet" channels and points (C = 256, N = 32),
 # for which the launcher picks its largest tile. The scorer's tiles come from its autotune
 # configs, whatever the sizes.
-SOI_PROBLEMS = {"small": dict(C=20, N=5), "anet": dict(C=256, N=32)}
+SOI_PROBLEMS = {"small": {"C": 20, "N": 5}, "anet": {"C": 256, "N": 32}}
 
 
 def segment_interp_launches(dtype: torch.dtype, paddings, C: int, N: int) -> None:
