@@ -5,7 +5,9 @@
     python benchmarks/run.py --compare benchmarks/results/<dir>/results.json
 
 Writes benchmarks/results/<device>-<date>/: results.json (environment, ceilings, problem sizes,
-every row), summary.md (ratio tables) and PNG plots (benchmarks/plots.py). On a CPU the problem
+every row; with a CUDA device or --triton-compile also "triton_compile", the registers and spills
+of every Triton kernel for sm_90, benchmarks/triton_compile.py), summary.md (ratio tables) and
+PNG plots (benchmarks/plots.py). On a CPU the problem
 sizes are reduced so the whole run ends within about 10 minutes on 2 cores.
 """
 
@@ -27,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import BenchConfig, default_results_dir, environment, ratio_table, write_results  # noqa: E402
 from ceilings import measure_ceilings  # noqa: E402
+from triton_compile import compile_report, markdown as compile_markdown
 
 # name -> module with run(cfg) (and optionally sweep(cfg) for the plots)
 BENCHMARKS = {
@@ -53,6 +56,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--compare", metavar="OLD_JSON", help="report what got slower than in OLD_JSON")
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/results/<device>-<date>)")
+    parser.add_argument("--triton-compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="report registers and spills of every Triton kernel for sm_90 (compile-only, about a "
+                             "minute; default: on with a CUDA device)")
     args = parser.parse_args(argv)
     for i, name in enumerate(args.only):
         if name in RENAMED_BENCHMARKS:
@@ -96,6 +102,9 @@ def main(argv=None) -> int:
         write_results(out_dir, "results", result, "summary", summary_markdown(result))
         tqdm.write(f"  {name}: {time.time() - t0:.0f} s")
 
+    if args.triton_compile if args.triton_compile is not None else device.type == "cuda":
+        result["triton_compile"] = compile_report()
+        tqdm.write(f"  triton_compile: {result['triton_compile'].get('wall_s', 0):.0f} s")
     result["wall_s"] = time.time() - t_start
     write_results(out_dir, "results", result, "summary", summary_markdown(result))
     print(summary_markdown(result))
@@ -132,6 +141,8 @@ def summary_markdown(result: dict) -> str:
         lines.append(f"- benchmark {name} skipped: {why}")
     lines += ["", "Speed-up = baseline time / our time, memory ratio = baseline peak / our peak (CUDA only).", "",
               ratio_table(result["rows"]), ""]
+    if "triton_compile" in result:
+        lines += [compile_markdown(result["triton_compile"]), ""]
     return "\n".join(lines)
 
 

@@ -162,6 +162,16 @@ def test_odd_sizes(backend, sizes):
     check_against_reference(backend, tensors, kw)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_folded_launch_grids(backend):
+    """The Triton kernels take (video, segment tile) and (video, point, time tile) from one grid
+    dimension (rcl_kernels/triton/score_anchors.py): several videos, segment tiles, points and
+    time tiles (16-step tiles in the interpreter) must each land where they belong."""
+    tensors, kw = make_problem(B=2, C=3, T=33, N=2, K=33, H=12, O=2)
+    kw.update(samples_per_point=2, context=0.25)
+    check_against_reference(backend, tensors, kw)
+
+
 def grid_segments(T, max_length, device=DEVICE):
     """Every start <= end pair of a T-step grid with end - start <= max_length, in start-major
     order (as RCL / BMN enumerate anchors), jittered by up to a quarter step: (1, K, 2)."""
@@ -467,3 +477,13 @@ def test_gpu_triton_tf32_follows_the_torch_flag():
     reference = score_anchors_reference(*[t.double() for t in tensors], kw["num_samples"])
     assert max_abs_err(exact, reference) < 1e-4
     assert max_abs_err(tf32, reference) < 5e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_gpu_triton_on_a_device_that_is_not_current():
+    """Tensors on cuda:1 while cuda:0 is current: every launch runs on the tensors' device (the
+    launchers' device guard), not on the current one with foreign pointers."""
+    tensors, kw = make_problem(B=2, C=16, T=30, N=4, K=50, H=32, O=3, device=torch.device("cuda", 1))
+    with torch.cuda.device(0):
+        check_against_reference("triton", tensors, kw)

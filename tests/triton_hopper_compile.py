@@ -8,17 +8,25 @@ is compiled for the target (Triton's own ptxas included) and recorded instead of
 
     python tests/triton_hopper_compile.py [--full]     # prints one JSON line per kernel compiled
 
+Each record names the kernel, dtype, problem and constexprs (the autotune config), and reports what
+a GPU run would depend on: shared memory, the registers and spill bytes ptxas reports (its -v log,
+from Triton's own ptxas command), and counts of float32 instructions in the PTX that decide
+numerics (fused multiply-adds, approximate divisions).
+
 Run with TRITON_INTERPRET unset (tests/test_triton_hopper_compile.py starts it in a subprocess).
-Without --full: the configs a CI machine can afford (every autotune config in bfloat16, the first
-in float32 and float16; the zeros and bmn paddings).
+Without --full: the configs a CI machine can afford (every autotune config of the scorer's two
+candidate lists, "tf32" in bfloat16 and "ieee" in float32; the first in float16 and in TF32
+float32; the zeros and bmn paddings, the largest SoI tile in one).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
+import re
 import sys
 
 import torch
@@ -27,6 +35,7 @@ assert os.environ.get("TRITON_INTERPRET", "0") != "1", "unset TRITON_INTERPRET: 
 
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler.compiler import make_backend
 from triton.runtime import driver  # noqa: E402
 from triton.runtime.autotuner import Autotuner  # noqa: E402
 from triton.runtime.jit import JITFunction  # noqa: E402
@@ -38,6 +47,15 @@ from rcl_kernels.triton import segment_interp as soi  # noqa: E402
 
 # H100 / H200: the most dynamic shared memory one block may opt into (CUDA's per-block limit).
 HOPPER_MAX_SHARED_BYTES = 227 * 1024
+
+# PTX instructions counted per kernel. With fp fusion off, LLVM writes every float32 multiply
+# and add as mul.rn / add.rn, which ptxas may not contract (and Triton passes --fmad=false), so an
+# fma.rn.f32 left in the PTX is one the source asked for. div.full.f32 is Triton's approximate
+# float32 "/" (up to 2 ulp), div.rn.f32 the correctly rounded tl.math.div_rn.
+PTX_COUNTS = {"fma_f32": "fma.rn.f32", "div_full_f32": "div.full.f32", "div_rn_f32": "div.rn.f32"}
+
+_PTXAS_REGISTERS = re.compile(r"Used (\d+) registers")
+_PTXAS_FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
 
 
 class CompileOnlyDriver:
@@ -56,17 +74,45 @@ class CompileOnlyDriver:
         return 0
 
 
+def ptxas_usage(backend, kernel, arch: int) -> dict:
+    """Registers per thread and local-memory bytes of a compiled kernel, from ptxas -v. Triton
+    discards that log (and a cached kernel never reaches ptxas), so the kernel's PTX goes through
+    Triton's own ptxas step once more, with its options and TRITON_DUMP_PTXAS_LOG on."""
+    options = backend.parse_options(kernel.metadata._asdict())
+    log = io.StringIO()
+    previous = triton.knobs.nvidia.dump_ptxas_log
+    triton.knobs.nvidia.dump_ptxas_log = True
+    try:
+        with contextlib.redirect_stdout(log):
+            backend.make_cubin(kernel.asm["ptx"], {}, options, arch)
+    finally:
+        triton.knobs.nvidia.dump_ptxas_log = previous
+    text = log.getvalue()
+    registers, frame = _PTXAS_REGISTERS.search(text), _PTXAS_FRAME.search(text)
+    if registers is None or frame is None:
+        raise RuntimeError(f"unexpected ptxas -v log for {kernel.metadata.name}:\n{text}")
+    stack, stores, loads = map(int, frame.groups())
+    return {"registers": int(registers.group(1)), "stack_frame_bytes": stack, "spill_store_bytes": stores,
+            "spill_load_bytes": loads}
+
+
 @contextlib.contextmanager
 def compile_only(target: GPUTarget, records: list, all_configs: bool):
     """Launches compile (warmup=True) instead of running; an autotuner compiles each of its configs
-    (or only its first, without all_configs) instead of timing them."""
+    (or only its first, without all_configs) instead of timing them. Each compile is recorded
+    with its resources (ptxas_usage) and PTX_COUNTS."""
     jit_run, tuner_run = JITFunction.run, Autotuner.run
+    backend = make_backend(target)
 
     def run(self, *args, grid, warmup, **kwargs):
         kernel = jit_run(self, *args, grid=grid, warmup=True, **kwargs)
         constexprs = {k: v for k, v in kwargs.items() if isinstance(v, (int, bool, str)) and k.isupper()}
-        records.append({"kernel": self.__name__, "shared_bytes": kernel.metadata.shared,
-                        "num_warps": kernel.metadata.num_warps, "constexprs": constexprs})
+        ptx = kernel.asm["ptx"]
+        records.append({"kernel": self.__name__, "constexprs": constexprs,
+                        "num_warps": kernel.metadata.num_warps, "num_stages": kernel.metadata.num_stages,
+                        "enable_fp_fusion": kernel.metadata.enable_fp_fusion,
+                        "shared_bytes": kernel.metadata.shared, **ptxas_usage(backend, kernel, target.arch),
+                        **{name: ptx.count(instruction) for name, instruction in PTX_COUNTS.items()}})
         return kernel
 
     def tuned(self, *args, **kwargs):
@@ -88,9 +134,15 @@ def compile_only(target: GPUTarget, records: list, all_configs: bool):
         driver._active = previous_driver
 
 
-def segment_interp_launches(dtype: torch.dtype, paddings) -> None:
+# SoI sizes: odd small ones, and the benchmarks' "anet" channels and points (C = 256, N = 32),
+# for which the launcher picks its largest tile. The scorer's tiles come from its autotune
+# configs, whatever the sizes.
+SOI_PROBLEMS = {"small": {"C": 20, "N": 5}, "anet": {"C": 256, "N": 32}}
+
+
+def segment_interp_launches(dtype: torch.dtype, paddings, C: int, N: int) -> None:
     """Forward and backward (both gradients) of the Triton SoI launcher."""
-    B, C, T, K, N = 2, 20, 37, 9, 5
+    B, T, K = 2, 37, 9
     features = torch.randn(B, C, T, dtype=dtype)
     segments = torch.rand(B, K, 2) * T
     for padding in paddings:
@@ -113,32 +165,47 @@ def score_anchors_launches(dtype: torch.dtype, paddings) -> None:
                                "relu", float(T), True, True, True)
 
 
+def compile_all(arch: int = 90, full: bool = False) -> list[dict]:
+    """One record per kernel compiled (see the module docstring for what is compiled)."""
+    paddings = PADDINGS if full else ("zeros", "bmn")
+    records: list[dict] = []
+    target = GPUTarget("cuda", arch, 32)
+
+    def label(**fields):
+        for r in records:
+            for k, v in fields.items():
+                r.setdefault(k, v)
+
+    # The scorer takes 16- and 32-bit floats; SoI float64 too.
+    for dtype in (torch.bfloat16, torch.float32, torch.float16, torch.float64):
+        with compile_only(target, records, all_configs=full or dtype in (torch.bfloat16, torch.float32)):
+            for problem, sizes in SOI_PROBLEMS.items():
+                # The large tile in one padding: the paddings change a few selects, not the tile.
+                segment_interp_launches(dtype, paddings if problem == "small" or full else paddings[:1], **sizes)
+                label(problem=f"segment_interp {problem}")
+            if dtype != torch.float64:
+                score_anchors_launches(dtype, paddings)
+        if dtype == torch.float32:  # float32 operands with TF32 tl.dot, as allow_tf32 asks
+            old = torch.backends.cuda.matmul.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = True
+            try:
+                with compile_only(target, records, all_configs=full):
+                    score_anchors_launches(dtype, paddings[:1])
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = old
+        label(problem="score_anchors small", dtype=str(dtype).removeprefix("torch."))
+    for r in records:
+        r["fits"] = r["shared_bytes"] <= HOPPER_MAX_SHARED_BYTES
+    return records
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="every config in every dtype, every padding")
     parser.add_argument("--arch", type=int, default=90)
     args = parser.parse_args(argv)
-    paddings = PADDINGS if args.full else ("zeros", "bmn")
-    records: list[dict] = []
-    target = GPUTarget("cuda", args.arch, 32)
-    # The scorer takes 16- and 32-bit floats; SoI float64 too.
-    for dtype in (torch.bfloat16, torch.float32, torch.float16, torch.float64):
-        all_configs = args.full or dtype == torch.bfloat16
-        with compile_only(target, records, all_configs):
-            segment_interp_launches(dtype, paddings)
-            if dtype != torch.float64:
-                score_anchors_launches(dtype, paddings)
-            if dtype == torch.float32:  # float32 operands with TF32 tl.dot, as allow_tf32 asks
-                old = torch.backends.cuda.matmul.allow_tf32
-                torch.backends.cuda.matmul.allow_tf32 = True
-                try:
-                    score_anchors_launches(dtype, paddings[:1])
-                finally:
-                    torch.backends.cuda.matmul.allow_tf32 = old
-        for r in records:
-            r.setdefault("dtype", str(dtype).removeprefix("torch."))
+    records = compile_all(args.arch, args.full)
     for r in records:
-        r["fits"] = r["shared_bytes"] <= HOPPER_MAX_SHARED_BYTES
         print(json.dumps(r))
     print(f"compiled {len(records)} kernels for sm_{args.arch} with triton {triton.__version__}, "
           f"rcl_kernels {rcl_kernels.__version__}", file=sys.stderr)

@@ -37,8 +37,11 @@ the features' dtype, and only when a gradient is needed):
 
 Sampling rules (positions, taps, slopes, NaN handling) are those of the SoI op, spelled in
 csrc/segment_interp_common.h and rcl_kernels/reference/segment_interp.py; the taps and sample
-fractions come from the SoI op's Triton helpers (rcl_kernels/triton/_segment_interp_kernels.py). Matmul operands are the features' dtype (bf16 / fp16) with float32
-accumulation; float32 uses TF32 only where torch.backends.cuda.matmul.allow_tf32 says so.
+fractions come from the SoI op's Triton helpers (rcl_kernels/triton/_segment_interp_kernels.py).
+As in SoI, the launcher turns fp fusion off and every float32 division is correctly rounded, so
+positions (and the coordinate features) are rounded as on the CPU. Matmul operands are the
+features' dtype (bf16 / fp16) with float32 accumulation; float32 uses TF32 only where
+torch.backends.cuda.matmul.allow_tf32 says so.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ import triton.language as tl
 
 # The SoI op's own Triton helpers: make_tap of csrc/segment_interp_common.h on vectors, and
 # the correctly rounded sub-sample fraction, so both ops sample identically.
-from rcl_kernels.triton._segment_interp_kernels import _sample_fraction, _taps
+from rcl_kernels.triton._segment_interp_kernels import _div_rn, _sample_fraction, _taps
 
 # What _point_matrix builds for point n: the interpolation weights A_n[k, t], or their
 # derivatives with respect to the segment's start or end.
@@ -56,12 +59,18 @@ WEIGHTS = tl.constexpr(0)
 D_START = tl.constexpr(1)
 D_END = tl.constexpr(2)
 
-# GPU tile candidates (BLOCK_K, BLOCK_T, BLOCK_H, warps, stages) for the autotuner. Each one
-# compiles for sm_90 without register spills in bf16 and in TF32 float32 (checked with
-# triton.compile for the "anet" sizes, no GPU needed); the M = 64 tiles get wgmma instructions.
-FWD_CONFIGS = [(64, 32, 128, 8, 2), (64, 16, 128, 8, 3), (64, 32, 64, 8, 2)]
-PROJECTED_CONFIGS = [(64, 64, 128, 8, 2), (64, 32, 128, 8, 2), (32, 32, 64, 4, 3)]
-SEGMENTS_CONFIGS = [(64, 32, 64, 4, 2), (64, 32, 128, 8, 2)]
+# GPU tile candidates (BLOCK_K, BLOCK_T, BLOCK_H, warps, stages) for the autotuner, per tl.dot
+# precision. "tf32" (also 16-bit operands): the M = 64 tiles get wgmma instructions. "ieee"
+# (float32 without TF32): tl.dot runs on the FMA units with its operands in registers, so the
+# tiles are smaller; the "tf32" ones spill 0.9 KB (forward) and 8.5 KB (projected backward)
+# there. tests/triton_hopper_compile.py reports registers and spills of each for sm_90 (no GPU
+# needed) and tests/test_triton_hopper_compile.py bounds the spills.
+FWD_CONFIGS = {"tf32": [(64, 32, 128, 8, 2), (64, 16, 128, 8, 3), (64, 32, 64, 8, 2)],
+               "ieee": [(32, 32, 64, 8, 2), (32, 16, 64, 8, 2), (16, 32, 64, 4, 2)]}
+PROJECTED_CONFIGS = {"tf32": [(64, 64, 128, 8, 2), (64, 32, 128, 8, 2), (32, 32, 64, 4, 3)],
+                     "ieee": [(32, 32, 64, 4, 2), (32, 64, 64, 8, 2), (16, 32, 64, 4, 3)]}
+SEGMENTS_CONFIGS = {"tf32": [(64, 32, 64, 4, 2), (64, 32, 128, 8, 2)],
+                    "ieee": [(32, 32, 64, 4, 2), (32, 16, 64, 4, 2)]}
 
 
 @triton.jit
@@ -125,7 +134,10 @@ def _point_matrix(win_a, win_b, context, offs_t, n, S, NS, T, PADDING: tl.conste
             c1 = g1 * dpos
         mat += tl.where(offs_t[None, :] == i0[:, None], c0[:, None], 0.0)
         mat += tl.where(offs_t[None, :] == i1[:, None], c1[:, None], 0.0)
-    return mat / S
+    # The mean over sub-samples as SoI's Triton kernels take it: times the correctly rounded
+    # 1 / S (exact for S = 1, 2, 4), one multiply per entry; Triton's fp32 "/" would be the
+    # approximate div.full.f32 on the GPU.
+    return mat * _div_rn(tl.full([1], 1.0, tl.float32), tl.zeros([1], tl.float32) + S)  # S may be a constexpr 1
 
 
 @triton.jit
@@ -143,6 +155,13 @@ def _activate(x, ACTIVATION: tl.constexpr):
     if ACTIVATION == 0:  # relu; NaN passes through, as in torch.relu
         return tl.where(x < 0.0, 0.0, x)
     return 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))  # exact gelu
+
+
+@triton.jit
+def _video_and_tile(pid, K, BLOCK_K: tl.constexpr):
+    """(video, first segment) of program pid of the folded (video, segment tile) grid."""
+    tiles = tl.cdiv(K, BLOCK_K)
+    return (pid // tiles).to(tl.int64), (pid % tiles) * BLOCK_K
 
 
 @triton.jit
@@ -171,8 +190,7 @@ def fwd_kernel(
     pre-activation, written when SAVE_HIDDEN. All contiguous. Offsets inside one video or
     tile are 32-bit (the launcher checks T N H < 2**31); per-video bases are 64-bit.
     """
-    k0 = tl.program_id(0) * BLOCK_K
-    b = tl.program_id(1).to(tl.int64)
+    b, k0 = _video_and_tile(tl.program_id(0), K, BLOCK_K)
     local = tl.arange(0, BLOCK_K)
     mask_k = k0 + local < K
     row0 = b * K + k0
@@ -202,10 +220,11 @@ def fwd_kernel(
         if NUM_COORD >= 2:
             wc0 = tl.load(wc_ptr + offs_h * NUM_COORD, mask=mask_h, other=0.0)
             wc1 = tl.load(wc_ptr + offs_h * NUM_COORD + 1, mask=mask_h, other=0.0)
-            acc += (start / num_steps)[:, None] * wc0[None, :] + (end / num_steps)[:, None] * wc1[None, :]
+            # Correctly rounded, as coordinate_features divides in float32.
+            acc += _div_rn(start, num_steps)[:, None] * wc0[None, :] + _div_rn(end, num_steps)[:, None] * wc1[None, :]
         if NUM_COORD == 3:
             wc2 = tl.load(wc_ptr + offs_h * NUM_COORD + 2, mask=mask_h, other=0.0)
-            acc += ((end - start) / num_steps)[:, None] * wc2[None, :]
+            acc += _div_rn(end - start, num_steps)[:, None] * wc2[None, :]
         acc += tl.load(b1_ptr + offs_h, mask=mask_h, other=0.0)[None, :]
         hidden = acc.to(dtype)  # Linear1's output in the features' dtype, as in the reference
         if SAVE_HIDDEN:
@@ -228,14 +247,17 @@ def bwd_projected_kernel(
     BLOCK_K: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     """dG[b, t, n, h] = sum_k A_n[k, t] dh[b, k, h] for one (time tile, hidden tile) of
-    (video b, point n) = program_id(2) // N, % N. Segment tiles whose taps for point n miss
-    the time tile are skipped. dh: (B, K, H); dg: (B, T, N, H) float32, fully written."""
-    t_first = tl.program_id(0) * BLOCK_T
+    (video b, point n): program_id(0) = (b N + n) tiles_t + time tile, program_id(1) = hidden
+    tile. Segment tiles whose taps for point n miss the time tile are skipped. dh: (B, K, H);
+    dg: (B, T, N, H) float32, fully written."""
+    tiles_t = tl.cdiv(T, BLOCK_T)
+    video_point = tl.program_id(0) // tiles_t
+    t_first = (tl.program_id(0) % tiles_t) * BLOCK_T
     offs_t = t_first + tl.arange(0, BLOCK_T)
     offs_h = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
     mask_h = offs_h < H
-    b = (tl.program_id(2) // N).to(tl.int64)
-    n = tl.program_id(2) % N
+    b = (video_point // N).to(tl.int64)
+    n = video_point % N
     NS = N * S
     dtype = dh_ptr.dtype.element_ty
     local = tl.arange(0, BLOCK_K)
@@ -264,8 +286,7 @@ def bwd_segments_kernel(
     """d start, d end of BLOCK_K segments of video b through the SoI term:
     sum_n sum_t (dh G[b, t, n, :]) dA_n[k, t] / d start (end). dseg: (B, K, 2) float32 (the
     coordinate-feature term is added by the caller)."""
-    k0 = tl.program_id(0) * BLOCK_K
-    b = tl.program_id(1).to(tl.int64)
+    b, k0 = _video_and_tile(tl.program_id(0), K, BLOCK_K)
     local = tl.arange(0, BLOCK_K)
     mask_k = k0 + local < K
     row0 = b * K + k0
@@ -300,9 +321,13 @@ def _configs(entries):
     return [triton.Config({"BLOCK_K": k, "BLOCK_T": t, "BLOCK_H": h}, num_warps=w, num_stages=st)
             for k, t, h, w, st in entries]
 
+
+def _tuned(kernel, configs: dict, key: list) -> dict:
+    """tl.dot precision -> the kernel autotuned over that precision's candidates."""
+    return {prec: triton.autotune(_configs(entries), key=key)(kernel) for prec, entries in configs.items()}
+
+
 # The autotuner times the candidates once per (T, H, N, S, O, dtypes).
-fwd_tuned = triton.autotune(_configs(FWD_CONFIGS), key=["T", "H", "N", "S", "O"])(fwd_kernel)
-bwd_projected_tuned = triton.autotune(_configs(PROJECTED_CONFIGS), key=["T", "H", "N", "S"])(
-    bwd_projected_kernel)
-bwd_segments_tuned = triton.autotune(_configs(SEGMENTS_CONFIGS), key=["T", "H", "N", "S"])(
-    bwd_segments_kernel)
+fwd_tuned = _tuned(fwd_kernel, FWD_CONFIGS, ["T", "H", "N", "S", "O"])
+bwd_projected_tuned = _tuned(bwd_projected_kernel, PROJECTED_CONFIGS, ["T", "H", "N", "S"])
+bwd_segments_tuned = _tuned(bwd_segments_kernel, SEGMENTS_CONFIGS, ["T", "H", "N", "S"])

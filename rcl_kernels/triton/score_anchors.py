@@ -14,6 +14,7 @@ import torch
 
 from rcl_kernels._triton_support import TRITON_VERSION
 from rcl_kernels._vocabulary import ACTIVATION_CODES, COORD_FEATURES, PADDING_CODES
+from rcl_kernels.triton import _launching
 from rcl_kernels.reference.score_anchors import coordinate_features, coordinate_features_backward
 
 AVAILABLE = TRITON_VERSION is not None
@@ -45,13 +46,31 @@ def _interpreted(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
-def _launch(tuned, plain, grid, interpreted: bool, *args, **constexprs) -> None:
-    """Run a kernel: autotuned on a GPU, with the interpreter's fixed tiles on CPU tensors.
-    grid(meta) gives the launch grid for the chosen block sizes."""
-    if interpreted:
-        plain[grid(_INTERPRETER_BLOCKS)](*args, **constexprs, **_INTERPRETER_BLOCKS, num_warps=4, num_stages=1)
-    else:
-        tuned[grid](*args, **constexprs)
+def _launch(tuned, plain, grid, device: torch.device, *args, **constexprs) -> None:
+    """Run a kernel on the tensors' device: autotuned on a GPU (over the candidates for its tl.dot
+    precision, tuned[PREC]), with the interpreter's fixed tiles on CPU tensors. grid(meta) gives
+    the launch grid for the chosen block sizes. Fused
+    multiply-adds are off, as in SoI: a sample position rounded once more or less can land on
+    the other side of an integer, and then reads (and differentiates) another interval."""
+    with _launching.device_guard(device):
+        if _interpreted(device):
+            plain[grid(_INTERPRETER_BLOCKS)](*args, **constexprs, **_INTERPRETER_BLOCKS, num_warps=4, num_stages=1,
+                                             enable_fp_fusion=False)
+        else:
+            tuned[constexprs["PREC"]][grid](*args, **constexprs, enable_fp_fusion=False)
+
+
+# Launch grids. Every grid folds the video (and the point) into x: y and z stop at 65,535
+# programs, x at 2**31 - 1. The kernels decode program_id(0) in the same order.
+def segment_tiles_grid(B: int, K: int):
+    """Forward and segment backward: one program per (video, tile of BLOCK_K segments)."""
+    return lambda meta: _launching.launch_grid("score_anchors (triton)", B * _cdiv(K, meta["BLOCK_K"]))
+
+
+def projected_grid(B: int, T: int, H: int, N: int):
+    """Projected backward: one program per ((video, point, time tile), hidden tile)."""
+    return lambda meta: _launching.launch_grid("score_anchors (triton)", B * N * _cdiv(T, meta["BLOCK_T"]),
+                                               _cdiv(H, meta["BLOCK_H"]))
 
 
 def _precision(dtype: torch.dtype, device: torch.device) -> dict:
@@ -96,7 +115,7 @@ def _forward_impl(features, segments, w1, b1, w2, b2, num_samples, samples_per_p
     projected, _ = _project(features, w1, N)
     w1_coord = w1[:, C * N:].float().contiguous()
     _launch(
-        _kernels.fwd_tuned, _kernels.fwd_kernel, lambda meta: (_cdiv(K, meta["BLOCK_K"]), B), _interpreted(features.device),
+        _kernels.fwd_tuned, _kernels.fwd_kernel, segment_tiles_grid(B, K), features.device,
         projected, segments.contiguous(), w1_coord, b1.float().contiguous(), w2.contiguous(),
         b2.float().contiguous(), out, hidden, K, T, H, O, N, samples_per_point, float(context), float(num_steps),
         PADDING=PADDING_CODES[padding], NUM_COORD=COORD_FEATURES[coord_features],
@@ -125,7 +144,6 @@ def _backward_impl(grad_out, hidden, features, segments, w1, w2, num_samples, sa
     N = num_samples
     dtype = features.dtype
     device = features.device
-    interpreted = _interpreted(device)
     zeros = (torch.zeros_like(features, memory_format=torch.contiguous_format),
              torch.zeros((B, K, 2), dtype=torch.float32, device=device), torch.zeros_like(w1), w1.new_zeros((H,)),
              torch.zeros_like(w2), w2.new_zeros((O,)))
@@ -143,7 +161,7 @@ def _backward_impl(grad_out, hidden, features, segments, w1, w2, num_samples, sa
         grad_projected = torch.empty((B, T, N, H), dtype=torch.float32, device=device)
         _launch(
             _kernels.bwd_projected_tuned, _kernels.bwd_projected_kernel,
-            lambda meta: (_cdiv(T, meta["BLOCK_T"]), _cdiv(H, meta["BLOCK_H"]), B * N), interpreted,
+            projected_grid(B, T, H, N), device,
             seg, grad_hidden, grad_projected, K, T, H, N, samples_per_point, float(context), **common,
         )
         grad_projected = grad_projected.to(dtype).view(B, T, N * H)
@@ -163,7 +181,7 @@ def _backward_impl(grad_out, hidden, features, segments, w1, w2, num_samples, sa
     if need_segments:
         if N * H > 0:
             _launch(
-                _kernels.bwd_segments_tuned, _kernels.bwd_segments_kernel, lambda meta: (_cdiv(K, meta["BLOCK_K"]), B), interpreted,
+                _kernels.bwd_segments_tuned, _kernels.bwd_segments_kernel, segment_tiles_grid(B, K), device,
                 projected, seg, grad_hidden, grad_segments, K, T, H, N, samples_per_point, float(context), **common,
             )
         if phi.shape[-1] > 0:

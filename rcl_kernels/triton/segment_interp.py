@@ -9,13 +9,12 @@ under TRITON_INTERPRET=1.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from rcl_kernels._triton_support import TRITON_VERSION
 from rcl_kernels import _segment_interp_registration as _registration
 from rcl_kernels._vocabulary import PADDING_CODES
+from rcl_kernels.triton import _launching
 from rcl_kernels.reference.segment_interp import accumulation_dtype as _accumulation_dtype
 
 AVAILABLE = TRITON_VERSION is not None
@@ -25,9 +24,13 @@ if AVAILABLE:
 
     from rcl_kernels.triton import _segment_interp_kernels as _kernels
 
-# Output tile of one program: BLOCK_N points (the contiguous output dimension) x BLOCK_C channels.
+# Output tile of one program: BLOCK_N points (the contiguous output dimension) x BLOCK_C channels,
+# at most 8 per thread of the 4 warps. ptxas for sm_90 at C = 256, N = 32: a 128 x 32 tile needs
+# 255 registers and spills (168 B forward, 2.3 KB backward in float32, 5.4 KB in float64);
+# 32 x 32 needs 80 / 155 registers (float32), 142 / 230 (float64), without spills
+# (tests/triton_hopper_compile.py reports them; tests/test_triton_hopper_compile.py bounds them).
 _MAX_BLOCK_N = 64
-_TILE_ELEMENTS = 4096
+_TILE_ELEMENTS = 1024
 
 
 def _block_sizes(C: int, N: int) -> tuple[int, int]:
@@ -36,9 +39,9 @@ def _block_sizes(C: int, N: int) -> tuple[int, int]:
     return block_c, block_n
 
 
-def _launch_scope(device: torch.device):
-    # Triton launches on the current CUDA device; make it the tensors' device.
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+def _grid(B: int, K: int, C: int, block_c: int) -> tuple[int, int]:
+    """One program per (segment, channel block)."""
+    return _launching.launch_grid("segment_interp (triton)", B * K, triton.cdiv(C, block_c))
 
 
 def _context_tensor(context: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -74,8 +77,8 @@ def segment_interp_triton_op(
     acc = _accumulation_dtype(features)
     seg = segments.to(acc)
     block_c, block_n = _block_sizes(C, N)
-    with _launch_scope(features.device):
-        _kernels.segment_interp_forward_kernel[(B * K, triton.cdiv(C, block_c))](
+    with _launching.device_guard(features.device):
+        _kernels.segment_interp_forward_kernel[_grid(B, K, C, block_c)](
             features, seg, _context_tensor(context, acc, features.device), out,
             C, T, K, N, S,
             *features.stride(), *seg.stride(),
@@ -108,8 +111,8 @@ def segment_interp_triton_backward_op(
         seg = segments.to(acc)
         grad = grad_output.to(features.dtype)
         block_c, block_n = _block_sizes(C, N)
-        with _launch_scope(features.device):
-            _kernels.segment_interp_backward_kernel[(B * K, triton.cdiv(C, block_c))](
+        with _launching.device_guard(features.device):
+            _kernels.segment_interp_backward_kernel[_grid(B, K, C, block_c)](
                 grad, features, seg, _context_tensor(context, acc, features.device), grad_features, grad_segments,
                 C, T, K, N, S,
                 *grad.stride(), *features.stride(), *seg.stride(),

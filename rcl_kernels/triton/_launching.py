@@ -1,0 +1,30 @@
+"""What every Triton launcher of the library needs around a launch: the device guard and the
+grid limits. Importable without Triton."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+# CUDA's grid limits (CUDA C++ Programming Guide, "Features and Technical Specifications":
+# maximum x-dimension of a grid 2**31 - 1, maximum y- or z-dimension 65,535). A launch beyond
+# them fails; launchers fold their large dimensions into x.
+MAX_GRID_X = 2**31 - 1
+MAX_GRID_YZ = 65_535
+
+
+def device_guard(device: torch.device):
+    """Triton launches on the current CUDA device, whatever device the pointers belong to: make
+    it the tensors' device for the launch. Nothing to do for CPU tensors (the interpreter)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def launch_grid(op: str, *dims: int) -> tuple[int, ...]:
+    """The grid (x[, y[, z]]), after checking it is inside CUDA's limits; a ValueError naming
+    the op and the grid otherwise (sizes that large need more programs than one launch has)."""
+    limits = (MAX_GRID_X, MAX_GRID_YZ, MAX_GRID_YZ)
+    if len(dims) > 3 or any(d > limit for d, limit in zip(dims, limits)):
+        raise ValueError(f"{op}: the problem needs a launch grid of {dims} programs, beyond CUDA's limits "
+                         f"(x <= {MAX_GRID_X:,}, y and z <= {MAX_GRID_YZ:,}); split the batch")
+    return tuple(dims)
