@@ -7,8 +7,17 @@ import json
 import torch
 
 from rcl_kernels._backends import registered_backends
-from rcl_kernels._extension import EXTENSION_LOADED, build_config, has_kernel, load_error
-from rcl_kernels._triton_support import TRITON_VERSION, interpreter_problem, triton_interpreted
+from rcl_kernels._extension import (
+    EXTENSION_LOADED,
+    build_config,
+    has_kernel,
+    load_error,
+)
+from rcl_kernels._triton_support import (
+    TRITON_VERSION,
+    interpreter_problem,
+    triton_interpreted,
+)
 from rcl_kernels._version import __version__
 
 

@@ -25,7 +25,9 @@ def interpreter_problem() -> str | None:
     if TRITON_VERSION is None:
         return "triton is not installed"
     import numpy
-    from torch.torch_version import TorchVersion  # version comparison that also takes tuples
+    from torch.torch_version import (
+        TorchVersion,  # version comparison that also takes tuples
+    )
 
     if TorchVersion(TRITON_VERSION) < (3, 7) and TorchVersion(numpy.__version__) >= (2, 4):
         return (f"the interpreter of triton {TRITON_VERSION} fails with numpy {numpy.__version__} "

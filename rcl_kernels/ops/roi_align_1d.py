@@ -11,10 +11,10 @@ import math
 
 import torch
 
+from rcl_kernels import _roi_align_1d_registration as _registration
 from rcl_kernels._backends import OpBackends
 from rcl_kernels._extension import EXTENSION_LOADED
 from rcl_kernels._vocabulary import shape_of
-from rcl_kernels import _roi_align_1d_registration as _registration
 from rcl_kernels.reference.roi_align_1d import roi_align_1d_reference
 from rcl_kernels.triton import roi_align_1d as _triton_roi
 

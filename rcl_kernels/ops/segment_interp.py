@@ -12,9 +12,9 @@ import math
 
 import torch
 
+from rcl_kernels import _segment_interp_registration as _registration
 from rcl_kernels._backends import OpBackends
 from rcl_kernels._extension import EXTENSION_LOADED
-from rcl_kernels import _segment_interp_registration as _registration
 from rcl_kernels._vocabulary import PADDINGS, shape_of
 from rcl_kernels.reference.segment_interp import segment_interp_reference
 from rcl_kernels.triton import segment_interp as triton_segment_interp

@@ -20,6 +20,12 @@ def device_guard(device: torch.device):
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
+def scalar_tensor(value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A float argument as a 1-element tensor: Triton types Python floats as float32, too coarse
+    for float64 kernels."""
+    return torch.full((1,), value, dtype=dtype, device=device)
+
+
 def launch_grid(op: str, *dims: int) -> tuple[int, ...]:
     """The grid (x[, y[, z]]), after checking it is inside CUDA's limits; a ValueError naming
     the op and the grid otherwise (sizes that large need more programs than one launch has)."""

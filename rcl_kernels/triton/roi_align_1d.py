@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import torch
 
-from rcl_kernels._triton_support import TRITON_VERSION
 from rcl_kernels import _roi_align_1d_registration as _registration
-from rcl_kernels.reference.segment_interp import accumulation_dtype as _accumulation_dtype
-from rcl_kernels.triton.segment_interp import _context_tensor as _scalar_tensor
-from rcl_kernels.triton.segment_interp import _launch_scope
+from rcl_kernels._triton_support import TRITON_VERSION
+from rcl_kernels.reference.segment_interp import (
+    accumulation_dtype as _accumulation_dtype,
+)
+from rcl_kernels.triton._launching import device_guard, launch_grid, scalar_tensor
 
 AVAILABLE = TRITON_VERSION is not None
 
@@ -56,9 +57,9 @@ def roi_align_1d_triton_op(input: torch.Tensor, rois: torch.Tensor, output_size:
     acc = _accumulation_dtype(input)
     r = rois.to(acc).contiguous()
     block_c, block_p = _block_sizes(C, P)
-    with _launch_scope(input.device):
-        _kernels.roi_align_1d_forward_kernel[(R, triton.cdiv(C, block_c))](
-            input, r, _scalar_tensor(spatial_scale, acc, input.device), out,
+    with device_guard(input.device):
+        _kernels.roi_align_1d_forward_kernel[launch_grid("roi_align_1d (triton)", R, triton.cdiv(C, block_c))](
+            input, r, scalar_tensor(spatial_scale, acc, input.device), out,
             B, C, T, P, *input.stride(),
             **_constexprs(sampling_ratio, aligned), BLOCK_C=block_c, BLOCK_P=block_p,
             num_warps=4, enable_fp_fusion=False,
@@ -79,20 +80,21 @@ def roi_align_1d_triton_backward_op(grad_output: torch.Tensor, input: torch.Tens
         _check_launchable(input)
         r = rois.to(acc).contiguous()
         grad = grad_output.to(input.dtype)
-        scale = _scalar_tensor(spatial_scale, acc, input.device)
+        scale = scalar_tensor(spatial_scale, acc, input.device)
         flags = _constexprs(sampling_ratio, aligned)
-        with _launch_scope(input.device):
+        with device_guard(input.device):
             if need_input_grad:
                 block_c = max(1, min(triton.next_power_of_2(C), 16))
                 block_p = min(triton.next_power_of_2(P), 16)
-                _kernels.roi_align_1d_input_grad_kernel[(B, triton.cdiv(C, block_c), triton.cdiv(T, _BLOCK_T))](
+                _kernels.roi_align_1d_input_grad_kernel[launch_grid("roi_align_1d (triton)", B, triton.cdiv(C, block_c),
+                                                                 triton.cdiv(T, _BLOCK_T))](
                     grad, r, scale, grad_input, B, C, T, P, R, *grad.stride(),
                     **flags, BLOCK_C=block_c, BLOCK_T=_BLOCK_T, BLOCK_P=block_p,
                     num_warps=4, enable_fp_fusion=False,
                 )  # fmt: skip
             if need_rois_grad:
                 block_c, block_p = _block_sizes(C, P)
-                _kernels.roi_align_1d_rois_grad_kernel[(R,)](
+                _kernels.roi_align_1d_rois_grad_kernel[launch_grid("roi_align_1d (triton)", R)](
                     grad, input, r, scale, grad_rois, B, C, T, P, *grad.stride(), *input.stride(),
                     **flags, BLOCK_C=block_c, BLOCK_P=block_p, num_warps=4, enable_fp_fusion=False,
                 )  # fmt: skip

@@ -14,8 +14,11 @@ import torch
 
 from rcl_kernels._triton_support import TRITON_VERSION
 from rcl_kernels._vocabulary import ACTIVATION_CODES, COORD_FEATURES, PADDING_CODES
+from rcl_kernels.reference.score_anchors import (
+    coordinate_features,
+    coordinate_features_backward,
+)
 from rcl_kernels.triton import _launching
-from rcl_kernels.reference.score_anchors import coordinate_features, coordinate_features_backward
 
 AVAILABLE = TRITON_VERSION is not None
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import torch
 
-from rcl_kernels._triton_support import TRITON_VERSION
 from rcl_kernels import _segment_interp_registration as _registration
+from rcl_kernels._triton_support import TRITON_VERSION
 from rcl_kernels._vocabulary import PADDING_CODES
+from rcl_kernels.reference.segment_interp import (
+    accumulation_dtype as _accumulation_dtype,
+)
 from rcl_kernels.triton import _launching
-from rcl_kernels.reference.segment_interp import accumulation_dtype as _accumulation_dtype
 
 AVAILABLE = TRITON_VERSION is not None
 
@@ -42,11 +44,6 @@ def _block_sizes(C: int, N: int) -> tuple[int, int]:
 def _grid(B: int, K: int, C: int, block_c: int) -> tuple[int, int]:
     """One program per (segment, channel block)."""
     return _launching.launch_grid("segment_interp (triton)", B * K, triton.cdiv(C, block_c))
-
-
-def _context_tensor(context: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    # Passed as a tensor: Triton types Python float arguments as float32, too coarse for float64.
-    return torch.full((1,), context, dtype=dtype, device=device)
 
 
 def _check_launchable(features: torch.Tensor, padding: str) -> None:
@@ -79,7 +76,7 @@ def segment_interp_triton_op(
     block_c, block_n = _block_sizes(C, N)
     with _launching.device_guard(features.device):
         _kernels.segment_interp_forward_kernel[_grid(B, K, C, block_c)](
-            features, seg, _context_tensor(context, acc, features.device), out,
+            features, seg, _launching.scalar_tensor(context, acc, features.device), out,
             C, T, K, N, S,
             *features.stride(), *seg.stride(),
             PADDING=PADDING_CODES[padding], BLOCK_C=block_c, BLOCK_N=block_n,
@@ -113,7 +110,7 @@ def segment_interp_triton_backward_op(
         block_c, block_n = _block_sizes(C, N)
         with _launching.device_guard(features.device):
             _kernels.segment_interp_backward_kernel[_grid(B, K, C, block_c)](
-                grad, features, seg, _context_tensor(context, acc, features.device), grad_features, grad_segments,
+                grad, features, seg, _launching.scalar_tensor(context, acc, features.device), grad_features, grad_segments,
                 C, T, K, N, S,
                 *grad.stride(), *features.stride(), *seg.stride(),
                 PADDING=PADDING_CODES[padding],
