@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 # interpreted Triton call takes about a second: neither is a problem to report.
 _FUZZ_SETTINGS = dict(deadline=None, database=None, print_blob=True,
                       suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("ci", max_examples=40, derandomize=True, **_FUZZ_SETTINGS)
+settings.register_profile("ci", max_examples=100, derandomize=True, **_FUZZ_SETTINGS)
 if os.environ.get("RCL_FUZZ_EXAMPLES"):
     settings.register_profile("fuzz", max_examples=int(os.environ["RCL_FUZZ_EXAMPLES"]), **_FUZZ_SETTINGS)
     settings.load_profile("fuzz")
