@@ -2,6 +2,11 @@
 
 Without a GPU, Triton kernels are tested on CPU tensors through the Triton interpreter: the
 variable must be set before rcl_kernels (and so its @triton.jit kernels) is imported.
+
+Hypothesis profiles for the fuzz tests (tests/test_*_fuzz.py): "ci" (the default) runs a small,
+fixed set of examples (derandomize: the same inputs on every run and machine); setting
+RCL_FUZZ_EXAMPLES=2000 selects "fuzz", that many fresh random examples per test (tests that are
+slow per example, such as interpreted Triton, run a fixed fraction of the profile's budget).
 """
 
 import os
@@ -13,6 +18,18 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Inputs are drawn per example by design (sizes first, then values of those sizes), and an
+# interpreted Triton call takes about a second: neither is a problem to report.
+_FUZZ_SETTINGS = dict(deadline=None, database=None, print_blob=True,
+                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("ci", max_examples=100, derandomize=True, **_FUZZ_SETTINGS)
+if os.environ.get("RCL_FUZZ_EXAMPLES"):
+    settings.register_profile("fuzz", max_examples=int(os.environ["RCL_FUZZ_EXAMPLES"]), **_FUZZ_SETTINGS)
+    settings.load_profile("fuzz")
+else:
+    settings.load_profile("ci")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -8,12 +8,16 @@ import math
 
 import pytest
 import torch
+from tolerances import assert_close_to_reference, max_abs_err
 
 import rcl_kernels
 from rcl_kernels import AnchorScorer, score_anchors
+from rcl_kernels._vocabulary import COORD_FEATURES
 from rcl_kernels.ops.score_anchors import SCORE_ANCHORS_BACKENDS
-from rcl_kernels.reference.score_anchors import COORD_FEATURES, score_anchors_reference, coordinate_features
-from tolerances import assert_close_to_reference, max_abs_err
+from rcl_kernels.reference.score_anchors import (
+    coordinate_features,
+    score_anchors_reference,
+)
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 TRITON_OK = "triton" in SCORE_ANCHORS_BACKENDS.available(DEVICE.type)

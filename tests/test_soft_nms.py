@@ -1,5 +1,5 @@
 """Batched Soft-NMS (rcl_kernels.soft_nms): every available backend against a plain per-video
-Python implementation of the rules, written here with numpy float32 scalars."""
+Python implementation of the rules (tests/soft_nms_oracle.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import rcl_kernels
+from rcl_kernels.ops import soft_nms as soft_nms_op
 from rcl_kernels.ops.soft_nms import SOFT_NMS_BACKENDS
 from rcl_kernels.reference import soft_nms as ref
+from soft_nms_oracle import F, assert_matches, exp_f32, exp_true, oracle
 
 DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.gpu)]
-F = np.float32
-FLT_MIN = F(np.finfo(np.float32).tiny)
 
 
 def backends(device: str) -> list[str]:
@@ -29,118 +29,7 @@ def backends(device: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The oracle: the rules of the docstring, one video at a time, one candidate at a time.
-
-
-def exp_f32(x: np.float32) -> np.float32:
-    """The float32 exp every backend uses (Cody-Waite reduction, Cephes' expf polynomial)."""
-    if not x >= F(ref.EXP_MIN_ARG):
-        return F(0)
-    t = x * F(ref.LOG2E)
-    k = (t + F(ref.ROUND_MAGIC)) - F(ref.ROUND_MAGIC)
-    r = x - k * F(ref.LN2_HI)
-    r = r - k * F(ref.LN2_LO)
-    z = r * r
-    p = F(ref.EXP_POLY[0])
-    for c in ref.EXP_POLY[1:]:
-        p = p * r + F(c)
-    p = p * z + r
-    p = p + F(1)
-    return p * F(2.0 ** int(k))
-
-
-def exp_true(x: np.float32) -> np.float32:
-    return F(math.exp(float(x))) if x >= -86 else F(0)
-
-
-def oracle_video(segments, scores, labels, count, *, method="gaussian", sigma=0.5, iou_threshold=0.0,
-                 min_score=0.001, top_k=100, width_gate=None, exp=exp_f32):
-    """[(input index, score at selection), ...] for one video."""
-    neg_inv_sigma, threshold, min_f = F(-1.0 / sigma), F(iou_threshold), F(min_score)
-    start, end, score = [], [], []
-    for j in range(count):
-        s, e = F(segments[j][0]), F(segments[j][1])
-        if not (math.isfinite(s) and math.isfinite(e)):
-            s, e = F(1), F(0)  # tIoU 0 with everything
-        x = F(scores[j])
-        start.append(s)
-        end.append(e)
-        score.append(F(0) if abs(x) < FLT_MIN else x)
-    removed = [False] * count
-    picks = []
-    with np.errstate(all="ignore"):
-        while len(picks) < top_k:
-            best = None
-            for j in range(count):
-                if not removed[j] and score[j] >= min_f and (best is None or score[j] > score[best]):
-                    best = j
-            if best is None:
-                break
-            picks.append((best, score[best]))
-            removed[best] = True
-            len_b = end[best] - start[best]
-            gate = F(width_gate[0]) + F(width_gate[1]) * len_b if width_gate is not None else F(-np.inf)
-            for j in range(count):
-                if removed[j] or np.isnan(score[j]) or (labels is not None and labels[j] != labels[best]):
-                    continue
-                inter = min(end[best], end[j]) - max(start[best], start[j])
-                if not inter > 0:
-                    continue
-                iou = inter / ((len_b + (end[j] - start[j])) - inter)
-                if not iou >= FLT_MIN:  # subnormal or NaN: no overlap
-                    continue
-                if not (iou > threshold and iou > gate):
-                    continue
-                if method == "hard":
-                    new = F(0)
-                elif method == "gaussian":
-                    squared = iou * iou
-                    new = score[j] * exp((squared if squared >= FLT_MIN else F(0)) * neg_inv_sigma)
-                else:
-                    new = score[j] * (F(1) - iou)
-                score[j] = F(0) if abs(new) < FLT_MIN else new
-    return picks
-
-
-def oracle(segments, scores, labels=None, lengths=None, **kw):
-    segments, scores = segments.cpu().float().numpy(), scores.cpu().float().numpy()
-    labels = labels.cpu().numpy() if labels is not None else None
-    V, P = scores.shape
-    return [
-        oracle_video(segments[v], scores[v], labels[v] if labels is not None else None,
-                     min(max(int(lengths[v]), 0), P) if lengths is not None else P, **kw)
-        for v in range(V)
-    ]
-
-
-def same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Equal values, dtypes and shapes; NaN equals NaN (input segments may hold NaN)."""
-    return a.dtype == b.dtype and a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())
-
-
-def assert_matches(result, expected, segments, labels, top_k, what=""):
-    """Exact agreement: indices, counts, scores bit for bit, gathered segments and labels, and
-    the empty tail."""
-    V = len(expected)
-    assert result.indices.shape == (V, top_k) and result.scores.shape == (V, top_k)
-    assert result.segments.shape == (V, top_k, 2) and result.counts.shape == (V,)
-    assert result.indices.dtype == torch.int64 and result.scores.dtype == torch.float32
-    res = [t.cpu() if t is not None else None for t in result]
-    seg_in = segments.cpu().float()
-    for v, picks in enumerate(expected):
-        k = len(picks)
-        idx = [j for j, _ in picks]
-        assert res[4][v].item() == k, f"{what} video {v}: count {res[4][v].item()} != {k}"
-        assert res[3][v, :k].tolist() == idx, f"{what} video {v}: indices differ"
-        want = torch.from_numpy(np.array([s for _, s in picks], dtype=np.float32))
-        assert torch.equal(res[1][v, :k], want), f"{what} video {v}: scores differ"
-        assert same(res[0][v, :k], seg_in[v, idx]), f"{what} video {v}: segments differ"
-        assert (res[3][v, k:] == -1).all() and (res[1][v, k:] == 0).all() and (res[0][v, k:] == 0).all()
-        if labels is None:
-            assert res[2] is None
-        else:
-            assert res[2][v, :k].tolist() == labels[v].cpu()[idx].tolist()
-            assert (res[2][v, k:] == -1).all()
+# Every backend against the oracle
 
 
 def check_all_backends(device, segments, scores, labels=None, lengths=None, **kw):
@@ -226,14 +115,59 @@ def test_lengths_padding(device):
     V, P = 6, 33
     segments, scores = random_candidates(V, P)
     # Padding slots hold garbage that must be ignored, including NaN.
-    lengths = torch.tensor([0, 1, 10, 33, 50, -3])
+    lengths = torch.tensor([0, 1, 10, 33, 33, 2])
     segments[2, 10:] = float("nan")
     scores[2, 10:] = 10.0
     expected = check_all_backends(device, segments, scores, lengths=lengths, top_k=15)
-    assert [len(p) for p in expected] == [0, 1, 10, 15, 15, 0]
+    assert [len(p) for p in expected] == [0, 1, 10, 15, 15, 2]
     assert all(j < 10 for j, _ in expected[2])
     labels = torch.randint(0, 4, (V, P))
     check_all_backends(device, segments, scores, labels, lengths, top_k=15, method="linear")
+    if device == "cuda":  # out of [0, P]: clamped on the GPU
+        check_all_backends(device, segments, scores, labels, torch.tensor([-3, 1, 10, 33, 50, 2]), top_k=15)
+
+
+@pytest.mark.parametrize("bad", [[-1, 3], [3, 6], [-(2**40), 0], [2**62, 0]])
+def test_lengths_outside_zero_to_p_are_an_error_on_cpu(bad):
+    segments, scores = random_candidates(2, 5)
+    for backend in backends("cpu"):
+        for dtype in (torch.int64, torch.int16) if max(map(abs, bad)) < 2**15 else (torch.int64,):
+            with pytest.raises(RuntimeError, match=r"lengths\[v\] must lie in \[0, P\] = \[0, 5\]"):
+                rcl_kernels.soft_nms(segments, scores, lengths=torch.tensor(bad, dtype=dtype), backend=backend)
+    # The bounds themselves are fine.
+    rcl_kernels.soft_nms(segments, scores, lengths=torch.tensor([0, 5]))
+
+
+def test_lengths_rule_per_device(monkeypatch):
+    """CPU tensors are checked; CUDA ones are clamped on the device (no synchronisation). The
+    clamping branch runs here by telling the op that CPU tensors are clamped too."""
+    assert soft_nms_op.lengths_checked(torch.device("cpu"))
+    assert not soft_nms_op.lengths_checked(torch.device("cuda"))
+    assert not soft_nms_op.lengths_checked(torch.device("cuda", 1))
+    lengths = torch.tensor([-7, 0, 3, 5, 6, 2**40])
+    assert soft_nms_op.bounded_lengths(lengths, 5, check=False).tolist() == [0, 0, 3, 5, 5, 5]
+    with pytest.raises(RuntimeError, match="lengths"):
+        soft_nms_op.bounded_lengths(lengths, 5, check=True)
+    segments, scores = random_candidates(6, 5)
+    monkeypatch.setattr(soft_nms_op, "lengths_checked", lambda device: False)
+    for backend in backends("cpu"):
+        clamped = rcl_kernels.soft_nms(segments, scores, lengths=lengths, top_k=4, backend=backend)
+        explicit = rcl_kernels.soft_nms(segments, scores, lengths=lengths.clamp(0, 5), top_k=4, backend=backend)
+        for a, b in zip(clamped, explicit):
+            assert (a is None and b is None) or torch.equal(a, b)
+    assert [c for c in clamped.counts.tolist()] == [0, 0, 3, 4, 4, 4]
+
+
+def test_lengths_check_under_torch_compile():
+    segments, scores = random_candidates(2, 6)
+
+    def post_process(seg, sc, lengths):
+        return rcl_kernels.soft_nms(seg, sc, lengths=lengths, top_k=3).counts
+
+    compiled = torch.compile(post_process, fullgraph=True, backend="aot_eager")
+    assert compiled(segments, scores, torch.tensor([6, 2])).tolist() == [3, 2]
+    with pytest.raises(RuntimeError, match="lengths"):
+        compiled(segments, scores, torch.tensor([7, 2]))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -244,6 +178,42 @@ def test_min_score_cutoffs_and_top_k_larger_than_p(device):
         assert all(s >= F(min_score) for picks in expected for _, s in picks)
     # min_score at a score that is not a float32 number: compared after rounding to float32.
     check_all_backends(device, segments, torch.full((4, 23), F(0.1)), top_k=40, min_score=0.1)
+
+
+LARGEST_SUBNORMAL = float(np.nextafter(np.float32(ref.FLT_MIN), np.float32(0)))
+
+
+def test_comparable_min_score():
+    flush = ref.comparable_min_score
+    for subnormal in [1e-40, -1e-40, 1.4e-45, -1.4e-45, LARGEST_SUBNORMAL, 1e-45, 1e-46, -0.0]:
+        assert flush(subnormal) == 0.0
+    assert flush(ref.FLT_MIN) == ref.FLT_MIN and flush(-ref.FLT_MIN) == -ref.FLT_MIN
+    assert flush(0.1) == float(np.float32(0.1)) and flush(-2.5) == -2.5
+    # Rounds to FLT_MIN in float32 (a normal number): kept.
+    assert flush(float(np.float64(ref.FLT_MIN) * (1 - 2**-30))) == ref.FLT_MIN
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("min_score", [1e-40, -1e-40, 1.4e-45, LARGEST_SUBNORMAL])
+def test_subnormal_min_score_counts_as_zero(device, min_score):
+    """Issue 16 #4: the GPU's comparisons flush a subnormal min_score to 0, so zero scores (the
+    hard-suppressed candidates) are selectable there; every backend now does the same."""
+    segments = torch.tensor([[[0.0, 1.0], [0.1, 1.0], [0.0, 0.9], [5.0, 6.0], [5.0, 6.5]]]).repeat(2, 1, 1)
+    scores = torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.0]]).repeat(2, 1)
+    scores[1, 3] = 1e-39  # a subnormal score counts as 0 too
+    labels = torch.tensor([[0, 0, 1, 1, 1], [0, 0, 0, 0, 0]])
+    for method in ["hard", "linear"]:
+        for lab in [None, labels]:
+            expected = check_all_backends(device, segments, scores, lab, top_k=5, method=method, iou_threshold=0.3,
+                                          min_score=min_score)
+            as_zero = check_all_backends(device, segments, scores, lab, top_k=5, method=method, iou_threshold=0.3,
+                                         min_score=0.0)
+            assert expected == as_zero
+            assert all(len(picks) == 5 for picks in expected)  # zero scores were selected
+            assert any(s == 0 for picks in expected for _, s in picks)
+    # FLT_MIN itself is a normal number: zero scores stay unselectable.
+    picks = check_all_backends(device, segments, scores, top_k=5, method="hard", min_score=float(ref.FLT_MIN))
+    assert all(s > 0 for video in picks for _, s in video)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -382,14 +352,65 @@ def test_single_video_form(device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("V,P", [(0, 10), (3, 0), (0, 0)])
 def test_empty_inputs(device, V, P):
+    width = min(4, P)
     for backend in backends(device):
         for labels in [None, torch.zeros(V, P, dtype=torch.int64, device=device)]:
             out = rcl_kernels.soft_nms(torch.zeros(V, P, 2, device=device), torch.zeros(V, P, device=device),
                                        labels=labels, top_k=4, backend=backend)
-            assert out.indices.shape == (V, 4) and out.segments.shape == (V, 4, 2) and out.counts.shape == (V,)
+            assert out.indices.shape == (V, width) and out.segments.shape == (V, width, 2)
+            assert out.scores.shape == (V, width) and out.counts.shape == (V,)
             assert (out.indices == -1).all() and (out.counts == 0).all() and (out.scores == 0).all()
             assert (out.labels is None) == (labels is None)
-            assert labels is None or (out.labels == -1).all()
+            assert labels is None or (out.labels.shape == (V, width) and (out.labels == -1).all())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("top_k", [5, 10**9, 2**62])
+def test_top_k_above_p_is_capped_at_p(device, top_k):
+    """The sweep's input: (1, 4) candidates with top_k = 10^9 gives (1, 4) outputs (it allocated
+    (1, 10^9) before: the reference was OOM-killed, the cpu kernel reserved 24 GB)."""
+    segments, scores = random_candidates(1, 4)
+    labels = torch.randint(0, 2, (1, 4))
+    for backend in backends(device):
+        for lab in [None, labels]:
+            lab = lab.to(device) if lab is not None else None
+            out = rcl_kernels.soft_nms(segments.to(device), scores.to(device), labels=lab, top_k=top_k,
+                                       min_score=0.0, backend=backend)
+            exact = rcl_kernels.soft_nms(segments.to(device), scores.to(device), labels=lab, top_k=4,
+                                         min_score=0.0, backend=backend)
+            assert out.indices.shape == (1, 4) and out.segments.shape == (1, 4, 2) and out.counts.tolist() == [4]
+            for a, b in zip(out, exact):
+                assert (a is None and b is None) or torch.equal(a, b)
+            single = rcl_kernels.soft_nms(segments[0].to(device), scores[0].to(device), top_k=top_k, backend=backend)
+            assert single.indices.shape == (4,) and single.segments.shape == (4, 2)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_top_k_cap_in_fake_kernel_and_under_torch_compile(device):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    for backend in backends(device):
+        with FakeTensorMode():
+            fake = rcl_kernels.soft_nms(torch.empty(3, 4, 2, device=device), torch.empty(3, 4, device=device),
+                                        labels=torch.zeros(3, 4, dtype=torch.int64, device=device), top_k=10**9,
+                                        backend=backend)
+        assert [tuple(t.shape) for t in fake] == [(3, 4, 2), (3, 4), (3, 4), (3, 4), (3,)]
+    # Compiled: the kernels' backend (tracing the reference's loop is slow and tests nothing new).
+    for backend in [b for b in backends(device) if b != "reference"] or ["reference"]:
+
+        def post_process(seg, sc):
+            out = rcl_kernels.soft_nms(seg, sc, top_k=10**9, backend=backend)
+            return out.segments, out.scores, out.indices, out.counts
+
+        for dynamic in (False, True):
+            compiled = torch.compile(post_process, fullgraph=True, backend="aot_eager", dynamic=dynamic)
+            for P in (4, 7):
+                segments, scores = random_candidates(2, P)
+                segments, scores = segments.to(device), scores.to(device)
+                got, want = compiled(segments, scores), post_process(segments, scores)
+                assert got[2].shape == (2, P)
+                for a, b in zip(got, want):
+                    assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -15,7 +15,7 @@ import torch
 from rcl_kernels._backends import OpBackends
 from rcl_kernels._extension import EXTENSION_LOADED
 from rcl_kernels._vocabulary import shape_of
-from rcl_kernels.reference.soft_nms import METHODS, soft_nms_reference
+from rcl_kernels.reference.soft_nms import METHODS, comparable_min_score, soft_nms_reference
 
 SOFT_NMS_BACKENDS = OpBackends(
     op_name="soft_nms",
@@ -29,18 +29,20 @@ _INT_TYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
 
 
 class SoftNMSResult(NamedTuple):
-    """Fixed-size results; entries beyond counts[v] are empty (score 0, segment (0, 0), index
-    and label -1)."""
+    """Fixed-size results, W = min(top_k, P) columns; entries beyond counts[v] are empty (score
+    0, segment (0, 0), index and label -1)."""
 
-    segments: torch.Tensor  # (V, top_k, 2) float32, the selected input segments
-    scores: torch.Tensor  # (V, top_k) float32, the (decayed) score at selection
-    labels: torch.Tensor | None  # (V, top_k) int64, or None without labels
-    indices: torch.Tensor  # (V, top_k) int64 into the input's P axis
+    segments: torch.Tensor  # (V, W, 2) float32, the selected input segments
+    scores: torch.Tensor  # (V, W) float32, the (decayed) score at selection
+    labels: torch.Tensor | None  # (V, W) int64, or None without labels
+    indices: torch.Tensor  # (V, W) int64 into the input's P axis
     counts: torch.Tensor  # (V,) int64, number of selected candidates
 
 
 def _finite_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    # Comparisons rather than math.isfinite, which torch.compile(dynamic=True) cannot trace on
+    # the numbers it makes symbolic (False for NaN as well).
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and -math.inf < x < math.inf
 
 
 def check_soft_nms_args(segments, scores, labels, lengths, method, sigma, iou_threshold, min_score, top_k,
@@ -93,6 +95,26 @@ def check_soft_nms_args(segments, scores, labels, lengths, method, sigma, iou_th
         raise ValueError(f"soft_nms: width_gate must be None or a pair of finite numbers (t1, t2), got {width_gate!r}")
 
 
+def lengths_checked(device: torch.device) -> bool:
+    """How lengths outside [0, P] are treated on `device`: an error for CPU tensors, where the
+    check needs no host synchronisation (True); clamped to [0, P] on the device elsewhere
+    (False): a check of CUDA values would wait for the GPU, and a device-side assert would
+    poison the CUDA context."""
+    return device.type == "cpu"
+
+
+def bounded_lengths(lengths: torch.Tensor, num_candidates, *, check: bool) -> torch.Tensor:
+    """int64 lengths within [0, P]: checked (RuntimeError naming the argument) or clamped."""
+    if check:
+        # An assert op rather than a Python `if`: torch.compile traces it (no data-dependent
+        # branch), and on CPU tensors it raises at once.
+        torch._assert_async(((lengths >= 0) & (lengths <= num_candidates)).all(),
+                            f"soft_nms: every lengths[v] must lie in [0, P] = [0, {num_candidates}] (P candidates "
+                            f"per video)")
+        return lengths
+    return lengths.clamp(0, num_candidates)
+
+
 def soft_nms(
     segments: torch.Tensor,
     scores: torch.Tensor,
@@ -116,13 +138,19 @@ def soft_nms(
         labels: optional (V, P) (or (P,)) integer class of each candidate: suppression then acts
             only within a class, and the output is the merged sequence of all classes.
         lengths: optional (V,) integers: candidates [lengths[v], P) of video v are padding.
-            Values are clamped to [0, P].
+            Values outside [0, P] are an error (RuntimeError) for CPU tensors and are clamped
+            to [0, P] on a GPU, where checking them would need a host synchronisation.
         method: "gaussian" (s *= exp(-tIoU^2 / sigma)), "linear" (s *= 1 - tIoU) or "hard"
             (s = 0).
         sigma: Gaussian width, > 0 (checked for every method).
         iou_threshold: decay only candidates with tIoU > iou_threshold (>= 0).
-        min_score: a candidate whose current score is below it is never selected.
-        top_k: selections per video (the outputs have top_k columns even when P is smaller).
+        min_score: a candidate whose current score is below it is never selected. Compared
+            after rounding to float32; a float32 subnormal min_score (magnitude below
+            FLT_MIN = 1.18e-38) counts as 0, as it does on the GPU, whose comparisons flush
+            subnormals.
+        top_k: at most this many selections per video. The outputs have W = min(top_k, P)
+            columns, P the number of candidates per video: a top_k above P is capped there,
+            so the output size is bounded by the input's (and still depends only on shapes).
         width_gate: (t1, t2): additionally decay only where tIoU > t1 + t2 * (end_best -
             start_best). BMN / BSN's rule "tIoU > low + (high - low) * width" is
             width_gate=(low, high - low), with method="gaussian", sigma=alpha,
@@ -141,15 +169,15 @@ def soft_nms(
     Numerics (identical on every backend, so all return the same indices and bit-identical
     scores): float32 arithmetic in a fixed order without fused multiply-adds; the Gaussian
     weight uses a fixed float32 exp within 2 ulp of the true one (0 below exp(-86)); scores,
-    tIoUs and squared tIoUs of magnitude below FLT_MIN (subnormals) count as 0; min_score is
-    compared after rounding to float32. NaN
+    tIoUs and squared tIoUs of magnitude below FLT_MIN (subnormals) count as 0, and so does a
+    subnormal min_score. NaN
     scores are never selected; a segment with a NaN or infinite coordinate has tIoU 0 with
     every other (it is selected by score alone). Results for coordinates of magnitude below
     1e-37 (float32 subnormal differences) may differ on the GPU, which flushes subnormals.
 
     Returns:
-        SoftNMSResult(segments (V, top_k, 2), scores (V, top_k), labels (V, top_k) or None,
-        indices (V, top_k), counts (V,)): fixed-size, float32 / int64, on the input's device;
+        SoftNMSResult(segments (V, W, 2), scores (V, W), labels (V, W) or None, indices (V, W),
+        counts (V,)), W = min(top_k, P): fixed-size, float32 / int64, on the input's device;
         entries beyond counts[v] hold score 0, segment (0, 0), index -1 and label -1. No host
         synchronisation (the op can be captured in a CUDA graph and traced by torch.compile).
         The outputs are not differentiable.
@@ -163,16 +191,24 @@ def soft_nms(
     segments = segments.detach().to(torch.float32)
     scores = scores.detach().to(torch.float32)
     labels = labels.to(torch.int64) if labels is not None else None
-    lengths = lengths.to(torch.int64) if lengths is not None else None
+    P = segments.shape[1]
+    if lengths is not None:
+        lengths = bounded_lengths(lengths.to(torch.int64), P, check=lengths_checked(lengths.device))
+    width = min(top_k, P)
+    # The kernels take top_k >= 1: with P = 0 they fill one empty column, sliced off below.
+    kernel_top_k = max(width, 1)
     gate_on = width_gate is not None
     t1, t2 = (float(width_gate[0]), float(width_gate[1])) if gate_on else (0.0, 0.0)
-    args = (segments, scores, labels, lengths, method, float(sigma), float(iou_threshold), float(min_score), top_k,
-            gate_on, t1, t2)
+    args = (segments, scores, labels, lengths, method, float(sigma), float(iou_threshold),
+            comparable_min_score(min_score), kernel_top_k, gate_on, t1, t2)
     if chosen == "reference":
         out = soft_nms_reference(*args)
     else:
         out = torch.ops.rcl_kernels.soft_nms.default(*args)
     seg, sc, lab, idx, cnt = out
+    if width < kernel_top_k:
+        seg, sc, idx = seg[:, :width], sc[:, :width], idx[:, :width]
+        lab = lab[:, :width] if labels is not None else lab
     result = SoftNMSResult(seg, sc, lab if labels is not None else None, idx, cnt)
     if not batched:
         result = SoftNMSResult(*(t[0] if t is not None else None for t in result))

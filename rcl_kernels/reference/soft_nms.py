@@ -33,6 +33,15 @@ def f32(x: float) -> float:
     return float(np.float32(x))
 
 
+def comparable_min_score(min_score: float) -> float:
+    """min_score as every backend compares scores with it: rounded to float32, and 0 when that
+    is subnormal. The CUDA build's comparisons flush subnormal operands to zero
+    (--use_fast_math: setp.ge.ftz.f32), so a subnormal min_score acts as 0 there. rcl_kernels.soft_nms
+    flushes it before any backend sees it, so all of them agree."""
+    rounded = f32(min_score)
+    return 0.0 if abs(rounded) < FLT_MIN else rounded
+
+
 def exp_nonpositive(x: torch.Tensor) -> torch.Tensor:
     """exp(x) of a float32 tensor with x <= 0, by the same operation sequence as the kernels:
     0 for x < -86 or NaN, otherwise a normal float within 2 ulp of exp(x)."""
@@ -111,7 +120,7 @@ def soft_nms_reference(
 
     neg_inv_sigma = f32(-1.0 / sigma)
     threshold = f32(iou_threshold)
-    min_f = f32(min_score)
+    min_f = comparable_min_score(min_score)
     t1, t2 = f32(gate_t1), f32(gate_t2)
 
     # Non-finite segments become the inverted (1, 0): tIoU 0 with everything.

@@ -95,7 +95,8 @@ def _point_range(win_a, win_b, mask_k, n, S, NS, T):
     x_min = tl.minimum(tl.maximum(tl.min(tl.where(ok, x_low, float("inf"))), -2.0), (T + 1).to(tl.float32))
     x_max = tl.minimum(tl.maximum(tl.max(tl.where(ok, x_high, -float("inf"))), -2.0), (T + 1).to(tl.float32))
     # One step of slack on each side: rounding can never drop a tap.
-    lo = tl.maximum(tl.floor(x_min).to(tl.int32) - 1, 0)
+    # Capped at T - 1: with border padding a position beyond the end reads the last step.
+    lo = tl.minimum(tl.maximum(tl.floor(x_min).to(tl.int32) - 1, 0), T - 1)
     hi = tl.minimum(tl.floor(x_max).to(tl.int32) + 2, T - 1)
     return lo, hi
 
