@@ -7,14 +7,15 @@
 // the (C, N) block of the output: full rows with streaming (non-temporal) stores, since the
 // output is written once and is far larger than the caches; the features stay in L1/L2.
 //
-// The backward reads the (C, N) gradient block the same way (loads, then the transpose). The
-// feature gradient goes to a thread-private (T, Cp) buffer through a two-row register cache:
-// the taps of consecutive sub-samples hit rows i0 and i0 + 1 with i0 non-decreasing, so most
-// taps add into a register rather than a load-add-store of the buffer. The segment gradient
-// sums dvalue/dx * dx/ds over channels in vectors and reduces once per segment.
+// The backward reads the (C, N) gradient block the same way (loads, then the transpose) into a
+// small (N, W) buffer. The sub-samples of a segment fall into runs with the same two taps (many
+// per row for short segments): each run sums its weighted gradients in registers, adds them to
+// the thread-private (T, Cp) feature-gradient buffer once per tap row, and multiplies its slope
+// once for the segment gradient, which is summed over channels in vectors and reduced once.
 //
-// Positions and tap weights come from segment_taps() (segment_interp_cpu_taps.h), compiled for
-// the default target and never inlined here, so they stay bit-identical to the reference.
+// Positions and tap weights come from vector_taps(): the scalar rule of make_tap() done with the
+// same separately rounded operations (no FMA contraction: setup.py passes -ffp-contract=off), so
+// they stay bit-identical to the portable kernel's and the reference's (tested).
 #pragma once
 
 #include <c10/util/BFloat16.h>

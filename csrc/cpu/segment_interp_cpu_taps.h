@@ -1,10 +1,10 @@
-// Per-segment sampling data of the SoI CPU kernels (portable and AVX-512): the problem sizes and
-// the taps and position derivatives of one segment's N*S sub-samples.
+// Per-segment sampling data of the SoI CPU kernels: the problem sizes, the taps of one segment's
+// N*S sub-samples (portable kernels; the AVX-512 ones compute the same taps in vectors) and the
+// per-sub-sample fractions and position derivatives (both).
 //
-// These functions are never inlined into the AVX-512 kernels: positions must be bit-identical
-// to the reference's (correctly rounded, no multiply-add contraction), and a function compiled
-// for the default target has no FMA instruction to contract into. setup.py also passes
-// -ffp-contract=off, so a build with -march=native keeps that property.
+// Positions must be bit-identical to the reference's (correctly rounded, no multiply-add
+// contraction): setup.py compiles with -ffp-contract=off, and these functions are kept out of
+// line so that they are compiled for the default target even when called from AVX-512 code.
 #pragma once
 
 #include <cstdint>
