@@ -55,7 +55,9 @@ def _build_extensions():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     opt = ["-O0", "-g"] if debug else ["-O3"]
     # The C++ standard is left to torch.utils.cpp_extension: torch >= 2.13 headers need C++20.
-    cxx_flags = opt + ["-fopenmp", "-DRCL_PYTHON_MODULE"]
+    # -ffp-contract=off: SoI positions must be rounded like the reference's (no fused multiply-add),
+    # also in builds that add -march flags; the AVX-512 kernels use explicit FMA intrinsics.
+    cxx_flags = opt + ["-fopenmp", "-ffp-contract=off", "-DRCL_PYTHON_MODULE"]
     extra = {"cxx": cxx_flags}
     if with_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))

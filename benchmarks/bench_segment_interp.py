@@ -7,6 +7,15 @@ Baselines, measured in the same run:
   gather_lerp_compile the same under torch.compile
   roi_align         torchvision.ops.roi_align on a (B, C, 1, T) map, one box per segment, as OpenTAD does
   grid_sample       F.grid_sample on a (B, C, 1, T) map (output left in its (B, C, K, N) layout)
+Bounds, measured in the same run (not SoI: what writing an output of this size costs at least):
+  fill_fresh_output torch.empty(out shape).fill_(1): allocate and write a fresh output, as the op
+                    must (first-touch page faults included)
+  fill_warm_output  fill_(1) into an already-written buffer of that size: the store stream alone
+
+Rows report GB/s on the bytes that must move at the least: fwd writes the output and reads the
+features; fwd+bwd also reads the output gradient and writes the features gradient. The copy
+bandwidth is measured again right before each problem (copy_gbps_same_run), since other work
+on a shared machine moves it; benchmarks/run.py reports the fractions of it.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from ceilings import measure_copy_gbps  # noqa: E402
 from common import BenchConfig, row, standalone_main, torchvision_ops, try_measure  # noqa: E402
 
 import rcl_kernels  # noqa: E402
@@ -73,24 +83,36 @@ def bmn_mask(T: int, N: int, S: int, context: float, device) -> torch.Tensor:
 
 
 def _fwd_bwd(fn, inputs, grad):
+    """fn's forward and backward; the output gradient grad(out) is made once, outside the timed
+    work (in training it arrives from the layers above)."""
+    made = {}
+
     def run():
         out = fn(*inputs)
+        if "grad" not in made:
+            made["grad"] = grad(out)
         # allow_unused: roi_align and the BMN matmul give no gradient for the coordinates.
-        return torch.autograd.grad(out, [x for x in inputs if x.requires_grad], grad(out), allow_unused=True)
+        return torch.autograd.grad(out, [x for x in inputs if x.requires_grad], made["grad"], allow_unused=True)
     return run
+
+
+def dtypes_for(cfg: BenchConfig) -> list[torch.dtype]:
+    return [torch.float32, torch.bfloat16] if cfg.is_cuda else [torch.float32, torch.float64, torch.bfloat16]
 
 
 def run(cfg: BenchConfig) -> list[dict]:
     rows = []
     gen = torch.Generator().manual_seed(0)
-    dtypes = [torch.float32, torch.bfloat16] if cfg.is_cuda else [torch.float32]
     for pname, p in problems(cfg.quick).items():
         B, C, T, N, S, ctx, K = (p[k] for k in ("B", "C", "T", "N", "S", "context", "K"))
         segments = grid_anchors(B, T, K, cfg.device, gen)
-        for dtype in dtypes:
+        for dtype in dtypes_for(cfg):
             dname = str(dtype).replace("torch.", "")
             features = torch.randn(B, C, T, generator=gen).to(cfg.device, dtype)
             out_bytes = B * K * C * N * features.element_size()
+            feature_bytes = features.numel() * features.element_size()
+            copy_gbps = measure_copy_gbps(cfg)
+            moved = {"fwd": out_bytes + feature_bytes, "fwd+bwd": 2 * out_bytes + 2 * feature_bytes}
 
             def add(impl, fn, inputs, ours, mode_list=("fwd", "fwd+bwd"), grad=None, **extra):
                 for mode in mode_list:
@@ -101,10 +123,14 @@ def run(cfg: BenchConfig) -> list[dict]:
                     else:
                         leaf = [x.detach().requires_grad_(x.is_floating_point()) for x in inputs]
                         call = _fwd_bwd(fn, leaf, grad or (lambda out: torch.ones_like(out)))
-                    timing, skip = try_measure(call, cfg)
-                    r = row(OP, pname, impl, mode, timing, ours=ours, dtype=dname, skipped=skip, **p, **extra)
-                    if timing is not None and mode == "fwd":
-                        r["gbps"] = (out_bytes + features.numel() * features.element_size()) / timing.ms / 1e6
+                    try:
+                        timing, skip = try_measure(call, cfg)
+                    except (RuntimeError, NotImplementedError) as exc:  # e.g. a baseline without this dtype
+                        timing, skip = None, f"failed: {str(exc).splitlines()[0][:120]}"
+                    r = row(OP, pname, impl, mode, timing, ours=ours, dtype=dname, skipped=skip,
+                            copy_gbps_same_run=copy_gbps, **p, **extra)
+                    if timing is not None:
+                        r["gbps"] = moved[mode] / timing.ms / 1e6
                     rows.append(r)
 
             for backend in SEGMENT_INTERP_BACKENDS.available(cfg.device.type):
@@ -113,12 +139,23 @@ def run(cfg: BenchConfig) -> list[dict]:
                 add(backend, lambda f, s, b=backend: rcl_kernels.segment_interp(
                     f, s, N, samples_per_point=S, context=ctx, backend=b), (features, segments), ours=True)
 
+            out_shape = (B, K, C, N)
+            warm = torch.empty(out_shape, dtype=dtype, device=cfg.device).fill_(0)
+            add("fill_fresh_output", lambda: torch.empty(out_shape, dtype=dtype, device=cfg.device).fill_(1), (),
+                ours=False, mode_list=("fwd",))
+            add("fill_warm_output", lambda: warm.fill_(1), (), ours=False, mode_list=("fwd",))
+            del warm
+
             def reference(f, s):
                 return segment_interp_reference(f, s, N, S, ctx, "zeros")
 
             add("gather_lerp_eager", reference, (features, segments), ours=False)
-            compiled = torch.compile(reference, dynamic=False)
-            add("gather_lerp_compile", compiled, (features, segments), ours=False)
+            if cfg.is_cuda or dtype == torch.float32:
+                compiled = torch.compile(reference, dynamic=False)
+                add("gather_lerp_compile", compiled, (features, segments), ours=False)
+            else:
+                rows.append(row(OP, pname, "gather_lerp_compile", "fwd", None, ours=False, dtype=dname,
+                                skipped="CPU: compiled for float32 only (compile time)", **p))
 
             if pname == "anet":
                 mask = bmn_mask(T, N, S, ctx, cfg.device).to(dtype)

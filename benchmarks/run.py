@@ -120,10 +120,16 @@ def main(argv=None) -> int:
 
 
 def add_ceiling_fractions(rows: list[dict], ceilings: dict) -> None:
-    """Each row that reports GB/s or TFLOP/s also gets its fraction of the measured ceiling."""
+    """Each row that reports GB/s or TFLOP/s also gets its fraction of the measured ceiling: the
+    copy bandwidth measured next to the row where the benchmark did (copy_gbps_same_run), else
+    the one measured at the start of the run. Rows with a rate of their own work and a measured
+    ceiling of it (rate_per_s, ceiling_rate_per_s) get that fraction."""
     for r in rows:
-        if r.get("gbps") and ceilings.get("copy_gbps"):
-            r["fraction_of_copy_bandwidth"] = r["gbps"] / ceilings["copy_gbps"]
+        copy = r.get("copy_gbps_same_run") or ceilings.get("copy_gbps")
+        if r.get("gbps") and copy:
+            r["fraction_of_copy_bandwidth"] = r["gbps"] / copy
+        if r.get("rate_per_s") and r.get("ceiling_rate_per_s"):
+            r["fraction_of_rate_ceiling"] = r["rate_per_s"] / r["ceiling_rate_per_s"]
         if r.get("tflops") and ceilings.get("matmul_tflops"):
             key = "bf16" if r["dtype"] == "bfloat16" else "fp32"
             ceiling = ceilings["matmul_tflops"].get(key)
@@ -139,10 +145,31 @@ def summary_markdown(result: dict) -> str:
              "Ceilings measured in this run: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in ceil.items()), ""]
     for name, why in result["skipped_benchmarks"].items():
         lines.append(f"- benchmark {name} skipped: {why}")
-    lines += ["", "Speed-up = baseline time / our time, memory ratio = baseline peak / our peak (CUDA only).", "",
+    lines += ["", "Our kernels against the ceilings measured in this run:", "", ceiling_table(result["rows"]), "",
+              "Speed-up = baseline time / our time, memory ratio = baseline peak / our peak (CUDA only).", "",
               ratio_table(result["rows"]), ""]
     if "triton_compile" in result:
         lines += [compile_markdown(result["triton_compile"]), ""]
+    return "\n".join(lines)
+
+
+def ceiling_table(rows: list[dict]) -> str:
+    """Markdown: each of our rows with a rate, the rate and its fraction of the ceiling."""
+    lines = ["| op | problem | impl | mode | dtype | ms | achieved | ceiling | fraction |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if not r["ours"] or r["ms"] is None:
+            continue
+        head = f"| {r['op']} | {r['problem']} | {r['impl']} | {r['mode']} | {r['dtype']} | {r['ms']:.3f} |"
+        if "fraction_of_copy_bandwidth" in r:
+            copy = r["gbps"] / r["fraction_of_copy_bandwidth"]
+            lines.append(f"{head} {r['gbps']:.1f} GB/s | copy {copy:.1f} GB/s | {r['fraction_of_copy_bandwidth']:.0%} |")
+        if "fraction_of_matmul_peak" in r:
+            peak = r["tflops"] / r["fraction_of_matmul_peak"]
+            lines.append(f"{head} {r['tflops']:.3f} TFLOP/s | matmul {peak:.3f} TFLOP/s | "
+                         f"{r['fraction_of_matmul_peak']:.0%} |")
+        if "fraction_of_rate_ceiling" in r:
+            lines.append(f"{head} {r['rate_per_s'] / 1e6:.2f} M {r['rate_unit']}/s | {r['ceiling_name']} "
+                         f"{r['ceiling_rate_per_s'] / 1e6:.2f} M/s | {r['fraction_of_rate_ceiling']:.0%} |")
     return "\n".join(lines)
 
 

@@ -70,6 +70,19 @@ def test_compare_flags_only_slowdowns_beyond_the_spread(tmp_path):
     assert "nothing got slower" in main_job.compare(str(old), new[:1])
 
 
+def test_ceiling_fractions_use_the_copy_measured_next_to_the_row():
+    near = {**_timed_row("ours", 2.0), "gbps": 8.0, "copy_gbps_same_run": 16.0}
+    far = {**_timed_row("ours", 2.0), "gbps": 8.0}
+    rate = {**_timed_row("ours", 2.0), "rate_per_s": 3e6, "rate_unit": "candidate-decays",
+            "ceiling_name": "decay_loop", "ceiling_rate_per_s": 4e6}
+    main_job.add_ceiling_fractions([near, far, rate], {"copy_gbps": 32.0, "matmul_tflops": {}})
+    assert near["fraction_of_copy_bandwidth"] == 0.5 and far["fraction_of_copy_bandwidth"] == 0.25
+    assert rate["fraction_of_rate_ceiling"] == 0.75
+    table = main_job.ceiling_table([near, far, rate])
+    assert "8.0 GB/s | copy 16.0 GB/s | 50%" in table and "copy 32.0 GB/s | 25%" in table
+    assert "3.00 M candidate-decays/s | decay_loop 4.00 M/s | 75%" in table
+
+
 @pytest.mark.skipif(not rcl_kernels._extension.has_kernel("soft_nms", "CPU"), reason="CPU kernels not built")
 def test_soft_nms_benchmark_rows(monkeypatch):
     """The real Soft-NMS benchmark on tiny problems: our kernel's row says it matched the bit-exact
@@ -87,6 +100,7 @@ def test_soft_nms_benchmark_rows(monkeypatch):
         mine = {r["impl"]: r for r in rows if r["problem"] == problem}
         assert {"cpu", "torch_batched", "cpp_single_thread", "numpy_loop", "torchvision_hard"} <= set(mine)
         assert mine["cpu"]["ours"] and mine["cpu"]["matches_reference_on_videos"] == p["V"]
+        assert mine["cpu"]["rate_per_s"] > 0 and mine["cpu"]["ceiling_rate_per_s"] > 0
         assert all(r["ms"] is not None or r["skipped"] for r in mine.values())
         # float64 numpy against our float32: the same picks on these well-separated random scores
         assert mine["numpy_loop"]["index_agreement_with_ours"] > 0.9

@@ -1,11 +1,14 @@
 // SoI on the CPU: forward, and backward for features and segment coordinates.
 //
-// Layout: the features are transposed once to (B, T, C) in the accumulation type, so every tap
-// reads a contiguous channel vector and the innermost loops run over channels (vectorised by the
-// compiler). Each segment's (C, N) block of the output or of its gradient is staged through a
-// small (N, C) buffer. Forward and the segment gradient are parallel over segments; the feature
-// gradient is accumulated by each thread into its own (T, C) buffer over a range of segments,
-// then the buffers are summed: no atomics, no races.
+// Two implementations, chosen at run time (cpu_capability.h): the AVX-512 kernels of
+// segment_interp_cpu_avx512.h, and the portable ones below for every other CPU.
+//
+// Portable layout: the features are transposed once to (B, T, C) in the accumulation type, so
+// every tap reads a contiguous channel vector and the innermost loops run over channels
+// (vectorised by the compiler). Each segment's (C, N) block of the output or of its gradient is
+// staged through a small (N, C) buffer. Forward and the segment gradient are parallel over
+// segments; the feature gradient is accumulated by each thread into its own (T, C) buffer over a
+// range of segments, then the buffers are summed: no atomics, no races.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -14,31 +17,24 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <mutex>
 #include <vector>
 
+#include "cpu_capability.h"
+#include "segment_interp_cpu_avx512.h"
+#include "segment_interp_cpu_taps.h"
 #include "segment_interp_checks.h"
 #include "segment_interp_common.h"
 
 namespace rcl_kernels {
 namespace {
 
-struct Problem {
-  int64_t B, C, T, K, N, S;
-};
-
-// Taps of the M = N*S sub-samples of one segment.
-template <typename acc_t>
-void segment_taps(const acc_t* seg, acc_t context, const Problem& p, Padding padding, Tap<acc_t>* taps) {
-  acc_t a, b;
-  window(seg[0], seg[1], context, a, b);
-  const int64_t M = p.N * p.S;
-  for (int64_t m = 0; m < M; ++m) {
-    taps[m] = make_tap<acc_t>(sample_position(a, b, sample_fraction<acc_t>(m, M)), p.T, padding);
-  }
-}
+using Problem = SegmentInterpProblem;
 
 // dst[n * C + c] = src[c * N + n] * scale: one segment's (C, N) block into (N, C).
 template <typename scalar_t, typename acc_t>
@@ -139,6 +135,86 @@ void backward_impl(const scalar_t* grad_out, const acc_t* ft, const acc_t* segme
   }
 }
 
+// The output is far larger than the caches and, freshly allocated, not yet backed by memory:
+// first-touch faults of 4 KiB pages, one per 1,024 floats written, cost more than writing it.
+// Asking for transparent huge pages (where the kernel offers them on request) makes that one
+// fault per 2 MiB. A hint only: nothing changes where it is refused.
+void advise_huge_pages(const at::Tensor& t) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t end = begin + t.nbytes();
+  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1), last = end & ~(kHuge - 1);
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+#endif
+}
+
+// Features as (B, T, Cp) in acc_t, the channels zero-padded to Cp (whole AVX-512 vectors).
+at::Tensor padded_time_major(const at::Tensor& features, at::ScalarType acc_type, int64_t Cp) {
+  at::Tensor ft = at::zeros({features.size(0), features.size(2), Cp}, features.options().dtype(acc_type));
+  ft.narrow(2, 0, features.size(1)).copy_(features.transpose(1, 2));
+  return ft;
+}
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+template <typename scalar_t, typename acc_t>
+void forward_avx512(const at::Tensor& features, const at::Tensor& seg, at::Tensor& out, const Problem& p,
+                    acc_t context, Padding padding) {
+  const int64_t Cp = round_up(p.C, avx512::Vec<acc_t>::kWidth);
+  const at::Tensor ft = padded_time_major(features, seg.scalar_type(), Cp);
+  const acc_t* ftp = ft.const_data_ptr<acc_t>();
+  const acc_t* segp = seg.const_data_ptr<acc_t>();
+  scalar_t* outp = out.mutable_data_ptr<scalar_t>();
+  const std::vector<acc_t> frac = sample_fractions<acc_t>(p.N * p.S);
+  at::parallel_for(0, p.B * p.K, 16, [&](int64_t begin, int64_t end) {
+    avx512::TapArrays<acc_t> taps(p.N * p.S);
+    avx512::forward_segments<scalar_t, acc_t>(ftp, Cp, segp, frac.data(), outp, p, context, padding, begin, end,
+                                              taps);
+  });
+}
+
+template <typename scalar_t, typename acc_t>
+void backward_avx512(const at::Tensor& grad_out, const at::Tensor& features, const at::Tensor& seg,
+                     at::Tensor& grad_ft, at::Tensor& grad_segments, const Problem& p, acc_t context,
+                     Padding padding, bool need_features, bool need_segments) {
+  const int64_t M = p.N * p.S, Cp = round_up(p.C, avx512::Vec<acc_t>::kWidth);
+  const at::Tensor ft = padded_time_major(features, seg.scalar_type(), Cp);
+  const std::vector<acc_t> frac = sample_fractions<acc_t>(M);
+  std::vector<int32_t> points(M);
+  for (int64_t m = 0; m < M; ++m) points[m] = static_cast<int32_t>(m / p.S);
+  std::vector<acc_t> dstart(M), dend(M);
+  sample_position_derivatives(context, M, dstart.data(), dend.data());
+  std::mutex merge;
+  for (int64_t b = 0; b < p.B; ++b) {
+    // One range of segments per thread, so each thread fills one private (T, Cp) buffer.
+    const int64_t grain = std::max<int64_t>(1, (p.K + at::get_num_threads() - 1) / at::get_num_threads());
+    at::parallel_for(0, p.K, grain, [&](int64_t begin, int64_t end) {
+      avx512::TapArrays<acc_t> taps(M);
+      avx512::LineAlignedBuffer<acc_t> local(need_features ? p.T * Cp : Cp);
+      avx512::LineAlignedBuffer<acc_t> gbuf(p.N * avx512::Vec<acc_t>::kWidth);
+      std::vector<int32_t> starts(M + 17);
+      avx512::backward_segments<scalar_t, acc_t>(
+          grad_out.const_data_ptr<scalar_t>(), ft.const_data_ptr<acc_t>(), Cp, seg.const_data_ptr<acc_t>(),
+          frac.data(), points.data(), local.data(), grad_segments.mutable_data_ptr<acc_t>(), p, context, padding,
+          b, begin, end, taps, gbuf.data(), starts.data(), dstart.data(), dend.data(), need_features,
+          need_segments);
+      if (need_features) {
+        std::lock_guard<std::mutex> lock(merge);
+        acc_t* gb = grad_ft.mutable_data_ptr<acc_t>() + b * p.T * p.C;
+        for (int64_t t = 0; t < p.T; ++t) {
+          for (int64_t c = 0; c < p.C; ++c) gb[t * p.C + c] += local.data()[t * Cp + c];
+        }
+      }
+    });
+  }
+}
+
+// The AVX-512 kernels keep row offsets in 32 bits.
+bool avx512_applies(const Problem& p) {
+  return use_avx512_kernels() && p.T * round_up(p.C, 16) < (int64_t(1) << 31);
+}
+
 Problem make_problem(const at::Tensor& features, const at::Tensor& segments, int64_t num_samples,
                      int64_t samples_per_point) {
   return Problem{features.size(0), features.size(1), features.size(2), segments.size(1), num_samples,
@@ -154,8 +230,16 @@ at::Tensor segment_interp_cpu(const at::Tensor& features, const at::Tensor& segm
   at::Tensor out = at::empty({p.B, p.K, p.C, p.N}, features.options().memory_format(at::MemoryFormat::Contiguous));
   if (out.numel() == 0) return out;
   const at::ScalarType acc_type = segment_interp_acc_type(features);
-  const at::Tensor ft = features.to(acc_type).transpose(1, 2).contiguous();
   const at::Tensor seg = segments.to(acc_type).contiguous();
+  if (avx512_applies(p)) {
+    advise_huge_pages(out);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features.scalar_type(), "segment_interp_cpu", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      forward_avx512<scalar_t, acc_t>(features, seg, out, p, static_cast<acc_t>(context), pad);
+    });
+    return out;
+  }
+  const at::Tensor ft = features.to(acc_type).transpose(1, 2).contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features.scalar_type(), "segment_interp_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     forward_impl<scalar_t, acc_t>(ft.const_data_ptr<acc_t>(), seg.const_data_ptr<acc_t>(),
@@ -179,8 +263,17 @@ std::tuple<at::Tensor, at::Tensor> segment_interp_backward_cpu(
   at::Tensor grad_segments_acc = at::zeros({p.B, p.K, 2}, segments.options().dtype(acc_type));
   if (grad_output.numel() > 0 && (need_features_grad || need_segments_grad)) {
     const at::Tensor g = grad_output.to(features.scalar_type()).contiguous();
-    const at::Tensor ft = features.to(acc_type).transpose(1, 2).contiguous();
     const at::Tensor seg = segments.to(acc_type).contiguous();
+    if (avx512_applies(p)) {
+      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features.scalar_type(), "segment_interp_backward_cpu", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        backward_avx512<scalar_t, acc_t>(g, features, seg, grad_ft, grad_segments_acc, p, static_cast<acc_t>(context),
+                                         pad, need_features_grad, need_segments_grad);
+      });
+      return {grad_ft.transpose(1, 2).to(features.scalar_type()).contiguous(),
+              grad_segments_acc.to(segments.scalar_type())};
+    }
+    const at::Tensor ft = features.to(acc_type).transpose(1, 2).contiguous();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features.scalar_type(), "segment_interp_backward_cpu", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       backward_impl<scalar_t, acc_t>(g.const_data_ptr<scalar_t>(), ft.const_data_ptr<acc_t>(),
