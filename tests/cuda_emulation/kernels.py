@@ -177,7 +177,7 @@ def build_sanitized_cpu_ops(directory: pathlib.Path) -> pathlib.Path:
     sources = [s for s in sorted((ROOT / "csrc").glob("*.cpp")) if s.name != "python_module.cpp"]
     sources += sorted((ROOT / "csrc" / "cpu").glob("*.cpp"))
     abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
-    flags = ["-std=c++20", "-O1", "-fPIC", "-fopenmp", abi, f"-I{ROOT / 'csrc'}", *SANITIZE_FLAGS]
+    flags = ["-std=c++20", "-O1", "-ffp-contract=off", "-fPIC", "-fopenmp", abi, f"-I{ROOT / 'csrc'}", *SANITIZE_FLAGS]
     flags += [f"-isystem{p}" for p in include_paths()]
     objects, jobs = [], []
     for source in sources:
