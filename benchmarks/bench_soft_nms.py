@@ -62,7 +62,7 @@ def problems(quick: bool) -> dict:
 def make_candidates(name: str, V: int, P: int, classes: int, gen: torch.Generator):
     """Proposal-like candidates around a few ground-truth actions per video: two thirds are the
     actions with jittered boundaries (scores high when the jitter is small), one third lie
-    anywhere (low scores). Action lengths follow the datasets (shared/data/README.md): relative
+    anywhere (low scores). Action lengths follow the shipped annotations (rcl_kernels/data/annotations): relative
     lengths spread over (0.02, 1) on ActivityNet; 6 to 80 feature steps in videos of about 1,200
     steps on THUMOS14, 15 actions per video."""
     if name == "anet":

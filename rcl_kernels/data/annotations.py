@@ -1,6 +1,6 @@
 """Temporal action annotations: one record per video, read from the community's file layouts.
 
-Layouts understood (shared/data/README.md describes them):
+Layouts understood:
 - ActivityNet / ActionFormer json: `{"database": {video: {"subset", "duration", "fps"?,
   "annotations": [{"label", "segment": [start, end]}]}}}` (seconds).
 - BSN / BMN json: `{video: {"duration_second", "duration_frame", "feature_frame", "annotations"}}`,

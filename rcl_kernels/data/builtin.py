@@ -32,7 +32,7 @@ THUMOS14_SPLITS = {"train": "Validation", "validation": "Validation", "val": "Va
 ACTIVITYNET_SPLITS = {"train": "training", "training": "training", "val": "validation",
                       "validation": "validation", "test": "testing", "testing": "testing"}
 
-# ActionFormer's THUMOS14 features: 16-frame clips every 4 frames (shared/data/README.md).
+# ActionFormer's released THUMOS14 features: one per 16-frame clip, every 4 frames.
 THUMOS14_FEATURE_STRIDE = 4
 THUMOS14_CLIP_FRAMES = 16
 # BMN's ActivityNet features are rescaled to 100 steps per video.

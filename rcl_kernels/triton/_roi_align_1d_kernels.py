@@ -20,17 +20,11 @@ import triton
 import triton.language as tl
 
 from rcl_kernels.reference.roi_align_1d import MAX_ADAPTIVE_SAMPLES
+from rcl_kernels.triton._segment_interp_kernels import (
+    _div_rn,  # correctly rounded, as in SoI
+)
 
 _MAX_ADAPTIVE = tl.constexpr(float(MAX_ADAPTIVE_SAMPLES))
-
-
-@triton.jit
-def _div_rn(x, y):
-    # Triton's fp32 "/" is approximate on the GPU; fp64 division is always correctly rounded.
-    if x.dtype == tl.float32:
-        return tl.math.div_rn(x, y)
-    else:
-        return x / y
 
 
 @triton.jit

@@ -110,6 +110,33 @@ def run_segment_interp(lib) -> None:
             RUNS["segment_interp cpu forward + backward"] += 1
 
 
+def roi_align_1d_cases():
+    """(input, rois, output_size, spatial_scale, sampling_ratio, aligned): tiny and odd sizes, T = 1,
+    no rois, rois before, beyond, reversed, zero-length and non-finite, every sampling rule."""
+    coords = [(-3.0, 2.0), (0.0, 0.0), (5.0, 1.0), (-1.0, 40.0), (2.5, 2.5), (30.0, 45.0), (float("nan"), 3.0),
+              (0.0, float("inf")), (-float("inf"), 1.0), (1e30, 2e30), (0.25, 6.75)]
+    for B, C, T in [(1, 1, 1), (2, 3, 7), (3, 17, 33)]:
+        for R in (0, 1, len(coords)):
+            rois = torch.tensor([[float(i % B), *coords[i % len(coords)]] for i in range(R)]).reshape(R, 3)
+            for P, scale, ratio, aligned in [(1, 1.0, -1, False), (3, 0.5, 0, True), (7, 1.0, 2, True), (4, 2.0, 1, False)]:
+                yield torch.randn(B, C, T), rois, P, scale, ratio, aligned
+
+
+def run_roi_align_1d() -> None:
+    """The CPU kernels of roi_align_1d, forward and backward twice: the backward promises the same
+    bits on every run, so a second run that differs fails too."""
+    for x, rois, P, scale, ratio, aligned in roi_align_1d_cases():
+        out = torch.ops.rcl_kernels.roi_align_1d.default(x, rois, P, scale, ratio, aligned)
+        if out.shape != (rois.shape[0], x.shape[1], P):
+            raise AssertionError(f"roi_align_1d: output shape {tuple(out.shape)}")
+        grad = torch.randn_like(out)
+        first = torch.ops.rcl_kernels.roi_align_1d_backward.default(grad, x, rois, P, scale, ratio, aligned, True, True)
+        again = torch.ops.rcl_kernels.roi_align_1d_backward.default(grad, x, rois, P, scale, ratio, aligned, True, True)
+        if not all(torch.equal(a.nan_to_num(), b.nan_to_num()) for a, b in zip(first, again)):
+            raise AssertionError("roi_align_1d: backward differs between two runs")
+        RUNS["roi_align_1d cpu forward + backward"] += 1
+
+
 def short_buffer(lib) -> None:
     """features has T - 1 values; the segment's window reaches index T - 1."""
     T = 16
@@ -132,6 +159,7 @@ def main() -> int:
     torch.ops.load_library(str(args.cpu_ops))
     run_soft_nms(ctypes.CDLL(str(args.emulation_dir / "soft_nms_emulated.so")))
     run_segment_interp(soi)
+    run_roi_align_1d()
     for kernel, count in sorted(RUNS.items()):
         print(f"{kernel}: {count} cases")
     print(f"total: {sum(RUNS.values())} kernel runs")
