@@ -47,19 +47,12 @@ def _seed(request):
     yield
 
 
-def backend_params(table, device_types=("cpu", "cuda"), *, include_reference=False):
-    """pytest params (device_type, backend) for every backend of an op's table (an OpBackends)
-    that can run here; CUDA ones are marked gpu, and listed even without a GPU so that the
-    skipped tests show in the report."""
-    params = []
-    for device in device_types:
-        if device == "cuda" and not torch.cuda.is_available():
-            names = [b for b in table.backends if b in ("cuda", "triton")]
-        else:
-            names = table.available(device)
-        for name in names:
-            if name == "reference" and not include_reference:
-                continue
-            marks = [pytest.mark.gpu] if device == "cuda" else []
-            params.append(pytest.param(device, name, marks=marks, id=f"{device}-{name}"))
+def backend_params(table, *, include_reference=False):
+    """pytest params (device_type, backend) for an op's backends (its OpBackends table) that can
+    run here: the CPU ones, plus the CPU reference when include_reference; the CUDA ones marked
+    gpu, listed even without a GPU so that the skipped tests show in the report."""
+    params = [pytest.param("cpu", name, id=f"cpu-{name}") for name in table.available("cpu")
+              if name != "reference" or include_reference]
+    cuda = table.available("cuda") if torch.cuda.is_available() else [b for b in table.backends if b in ("cuda", "triton")]
+    params += [pytest.param("cuda", name, marks=pytest.mark.gpu, id=f"cuda-{name}") for name in cuda if name != "reference"]
     return params

@@ -8,29 +8,18 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import backend_params
+from test_segment_interp_kernels import assert_compiled_matches_eager
+from tolerances import assert_close_to_reference
 
 import rcl_kernels
 from rcl_kernels.ops.roi_align_1d import ROI_ALIGN_1D_BACKENDS
 from rcl_kernels.reference.roi_align_1d import roi_align_1d_reference
-from test_segment_interp_kernels import assert_compiled_matches_eager
-from tolerances import assert_close_to_reference
 
 torchvision = pytest.importorskip("torchvision")
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 HAS_CPU_KERNEL = rcl_kernels._extension.has_kernel("roi_align_1d", "CPU")
-
-
-def backend_params(include_reference: bool = True):
-    params = []
-    names = ROI_ALIGN_1D_BACKENDS.available("cpu")
-    for name in names:
-        if name != "reference" or include_reference:
-            params.append(pytest.param("cpu", name, id=f"cpu-{name}"))
-    for name in (ROI_ALIGN_1D_BACKENDS.available("cuda") if torch.cuda.is_available() else ["cuda", "triton"]):
-        if name != "reference":
-            params.append(pytest.param("cuda", name, marks=pytest.mark.gpu, id=f"cuda-{name}"))
-    return params
 
 
 def interpreted(device: str, backend: str) -> bool:
@@ -95,7 +84,7 @@ def align1d_published(x: np.ndarray, rois: np.ndarray, P: int, ratio: int, scale
 # forward
 
 
-@pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("device,backend", backend_params(ROI_ALIGN_1D_BACKENDS, include_reference=True))
 @pytest.mark.parametrize("aligned", [False, True])
 @pytest.mark.parametrize("sampling_ratio", [-1, 0, 1, 2])
 def test_matches_torchvision(device, backend, aligned, sampling_ratio):
@@ -125,7 +114,7 @@ def test_aligned_adaptive_reversed_rois_are_zero():
     torch.testing.assert_close(flat[1, :, 0], 0.5 * (x[0, :, 3] + x[0, :, 4]))
 
 
-@pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("device,backend", backend_params(ROI_ALIGN_1D_BACKENDS, include_reference=True))
 @pytest.mark.parametrize("ratio", [0, 1, 2])
 def test_matches_align1d_published_rules(device, backend, ratio):
     B, C, T, R, P = 2, 3, 10, 9, 4
@@ -149,7 +138,7 @@ def test_reference_hand_computed_values():
     torch.testing.assert_close(out, torch.tensor([[[40.0, 0.0]]]))
 
 
-@pytest.mark.parametrize("device,backend", backend_params(include_reference=False))
+@pytest.mark.parametrize("device,backend", backend_params(ROI_ALIGN_1D_BACKENDS))
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_dtypes_against_float64_reference(device, backend, dtype):
     B, C, T, R, P = (2, 3, 12, 8, 3) if interpreted(device, backend) else (2, 17, 31, 40, 8)
@@ -188,7 +177,7 @@ def _grads(fn, x, rois, grad_out):
     return gx, gr
 
 
-@pytest.mark.parametrize("device,backend", backend_params(include_reference=False))
+@pytest.mark.parametrize("device,backend", backend_params(ROI_ALIGN_1D_BACKENDS))
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_gradients_match_reference(device, backend, dtype):
     B, C, T, R, P = (2, 3, 9, 6, 3) if interpreted(device, backend) else (2, 11, 29, 30, 5)
@@ -230,7 +219,7 @@ def test_gradcheck_float64(backend, aligned):
         assert torch.autograd.gradcheck(fn, (x, coords), eps=1e-6, atol=1e-7, fast_mode=interpreted_triton)
 
 
-@pytest.mark.parametrize("device,backend", backend_params(include_reference=False))
+@pytest.mark.parametrize("device,backend", backend_params(ROI_ALIGN_1D_BACKENDS))
 def test_backward_is_bitwise_deterministic(device, backend):
     B, C, T, R, P = (2, 4, 10, 12, 3) if interpreted(device, backend) else (3, 33, 40, 300, 8)
     x = torch.randn(B, C, T, device=device)
@@ -261,7 +250,7 @@ def test_backward_is_bitwise_deterministic(device, backend):
 # edge cases
 
 
-@pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("device,backend", backend_params(ROI_ALIGN_1D_BACKENDS, include_reference=True))
 def test_non_finite_coordinates_give_nan_and_no_gradient(device, backend):
     x = torch.randn(1, 3, 8, device=device, requires_grad=True)
     rois = torch.tensor([[0, 1.0, 5.0], [0, float("nan"), 2.0], [0, 1.0, float("inf")], [0, -1e30, 1e30],
@@ -273,7 +262,7 @@ def test_non_finite_coordinates_give_nan_and_no_gradient(device, backend):
     assert torch.isfinite(x.grad).all() and torch.isfinite(rois.grad).all()
 
 
-@pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("device,backend", backend_params(ROI_ALIGN_1D_BACKENDS, include_reference=True))
 @pytest.mark.parametrize("shape", [(0, 3, 5, 0), (2, 3, 5, 0), (2, 0, 5, 4), (1, 2, 1, 3)])
 def test_empty_and_tiny_shapes(device, backend, shape):
     B, C, T, R = shape
@@ -299,7 +288,7 @@ def test_opcheck_cpu_op():
         torch.library.opcheck(torch.ops.rcl_kernels.roi_align_1d.default, args)
 
 
-@pytest.mark.parametrize("device,backend", backend_params(include_reference=False))
+@pytest.mark.parametrize("device,backend", backend_params(ROI_ALIGN_1D_BACKENDS))
 def test_torch_compile_fullgraph(device, backend):
     x = torch.randn(2, 4, 11, device=device)
     segments = torch.rand(2, 3, 2, device=device) * 11

@@ -9,33 +9,16 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import backend_params
+from tolerances import assert_close_to_reference
 
 import rcl_kernels
 from rcl_kernels.ops.segment_interp import SEGMENT_INTERP_BACKENDS
 from rcl_kernels.reference.segment_interp import segment_interp_reference
-from tolerances import assert_close_to_reference
 
 DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.gpu)]
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 PADDINGS = ["zeros", "border", "bmn"]
-
-
-def kernel_backends(device: str) -> list[str]:
-    """Every non-reference backend that can run on `device` here (Triton on CPU only when
-    interpreted)."""
-    if device == "cuda" and not torch.cuda.is_available():
-        return []
-    return [b for b in SEGMENT_INTERP_BACKENDS.available(device) if b != "reference"]
-
-
-def backend_params():
-    params = []
-    for device in ("cpu", "cuda"):
-        marks = [pytest.mark.gpu] if device == "cuda" else []
-        names = kernel_backends(device) if (device == "cpu" or torch.cuda.is_available()) else ["cuda", "triton"]
-        for name in names:
-            params.append(pytest.param(device, name, marks=marks, id=f"{device}-{name}"))
-    return params
 
 
 def is_interpreted(device: str, backend: str) -> bool:
@@ -69,7 +52,7 @@ def make_inputs(B, C, T, K, device, *, noncontiguous=False):
 # forward
 
 
-@pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("device,backend", backend_params(SEGMENT_INTERP_BACKENDS))
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("padding", PADDINGS)
 def test_forward_matches_reference(device, backend, dtype, padding):
@@ -88,7 +71,7 @@ def test_forward_matches_reference(device, backend, dtype, padding):
         assert_close_to_reference(ours, exact, same, dtype, what=f"forward S={S} context={context}")
 
 
-@pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("device,backend", backend_params(SEGMENT_INTERP_BACKENDS))
 def test_forward_equals_reference_float64_exactly_enough(device, backend):
     """In float64 every backend computes the same sums: agreement to ~1e-12."""
     features, segments = make_inputs(2, 5, 23, 17, device)
@@ -125,7 +108,7 @@ def test_reference_hand_computed_values():
 # backward
 
 
-@pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("device,backend", backend_params(SEGMENT_INTERP_BACKENDS))
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("padding", PADDINGS)
 def test_gradients_match_reference(device, backend, dtype, padding):
@@ -173,7 +156,7 @@ def test_gradcheck_float64(backend, padding):
         assert torch.autograd.gradcheck(fn, (features, segments), eps=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("device,backend", backend_params(SEGMENT_INTERP_BACKENDS))
 def test_only_requested_gradients(device, backend):
     features, segments = make_inputs(1, 4, 10, 5, device)
     f = features.clone().requires_grad_()
@@ -243,7 +226,7 @@ def test_bmn_boundary_matching_equivalence(backend):
 # edge cases
 
 
-@pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("device,backend", backend_params(SEGMENT_INTERP_BACKENDS))
 @pytest.mark.parametrize("shape", [(0, 3, 5, 4), (2, 3, 5, 0), (2, 0, 5, 4), (1, 2, 1, 3)])
 def test_empty_and_tiny_shapes(device, backend, shape):
     B, C, T, K = shape
@@ -257,7 +240,7 @@ def test_empty_and_tiny_shapes(device, backend, shape):
     assert features.grad.shape == features.shape and segments.grad.shape == segments.shape
 
 
-@pytest.mark.parametrize("device,backend", backend_params() + [pytest.param("cpu", "reference", id="cpu-ref")])
+@pytest.mark.parametrize("device,backend", backend_params(SEGMENT_INTERP_BACKENDS) + [pytest.param("cpu", "reference", id="cpu-ref")])
 @pytest.mark.parametrize("padding", PADDINGS)
 def test_non_finite_coordinates_stay_in_bounds(device, backend, padding):
     T = 6
@@ -297,7 +280,7 @@ def test_opcheck_cpu_op():
         torch.library.opcheck(torch.ops.rcl_kernels.segment_interp.default, args)
 
 
-@pytest.mark.parametrize("device,backend", backend_params())
+@pytest.mark.parametrize("device,backend", backend_params(SEGMENT_INTERP_BACKENDS))
 def test_torch_compile_fullgraph(device, backend):
     features, segments = make_inputs(2, 4, 11, 6, device)
     features.requires_grad_()
