@@ -47,6 +47,24 @@ def _seed(request):
     yield
 
 
+def usable_torchvision():
+    """torchvision, or None where it is missing or was built for another torch (importing it then
+    raises RuntimeError, e.g. on the oldest-torch CI stack)."""
+    try:
+        import torchvision
+    except (ImportError, RuntimeError):
+        return None
+    return torchvision
+
+
+def require_torchvision():
+    """torchvision for a test that compares against it; skips the test where it is unusable."""
+    torchvision = usable_torchvision()
+    if torchvision is None:
+        pytest.skip("torchvision is not usable with this torch")
+    return torchvision
+
+
 def backend_params(table, *, include_reference=False):
     """pytest params (device_type, backend) for an op's backends (its OpBackends table) that can
     run here: the CPU ones, plus the CPU reference when include_reference; the CUDA ones marked

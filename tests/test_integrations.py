@@ -12,14 +12,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import require_torchvision
+from test_boundary_matching import published_mask
+from test_roi_align_1d import align1d_published
 from torch import nn
 
 from rcl_kernels.integrations import gtad, opentad
-from test_boundary_matching import published_mask
-from test_roi_align_1d import align1d_published
-
-torchvision = pytest.importorskip("torchvision")
-
 
 # ---------------------------------------------------------------------------------------------
 # BMNExtractor
@@ -100,6 +98,7 @@ def published_torchvision_align(feature, rois, roi_size):
     (b, 0, start, 1, end), output (roi_size, 1), aligned=True -> (R, C, roi_size)."""
     boxes = torch.stack((rois[:, 0], torch.zeros_like(rois[:, 0]), rois[:, 1], torch.ones_like(rois[:, 0]),
                          rois[:, 2]), dim=1)
+    torchvision = require_torchvision()
     return torchvision.ops.roi_align(feature.unsqueeze(3), boxes, output_size=(roi_size, 1), aligned=True).squeeze(-1)
 
 

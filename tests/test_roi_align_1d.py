@@ -8,15 +8,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import backend_params
+from conftest import backend_params, require_torchvision
 from test_segment_interp_kernels import assert_compiled_matches_eager
 from tolerances import assert_close_to_reference
 
 import rcl_kernels
 from rcl_kernels.ops.roi_align_1d import ROI_ALIGN_1D_BACKENDS
 from rcl_kernels.reference.roi_align_1d import roi_align_1d_reference
-
-torchvision = pytest.importorskip("torchvision")
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 HAS_CPU_KERNEL = rcl_kernels._extension.has_kernel("roi_align_1d", "CPU")
@@ -46,6 +44,7 @@ def torchvision_1d(x, rois, P, scale, sampling_ratio, aligned):
     (b, 0, start, 1 / scale, end) so that the scaled width is exactly one column."""
     boxes = torch.stack([rois[:, 0], torch.zeros_like(rois[:, 0]), rois[:, 1],
                          torch.full_like(rois[:, 0], 1 / scale), rois[:, 2]], dim=1)
+    torchvision = require_torchvision()
     return torchvision.ops.roi_align(x.unsqueeze(-1), boxes, (P, 1), scale, sampling_ratio, aligned).squeeze(-1)
 
 
