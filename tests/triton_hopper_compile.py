@@ -43,6 +43,7 @@ from triton.runtime.jit import JITFunction  # noqa: E402
 import rcl_kernels  # noqa: E402
 from rcl_kernels._vocabulary import COORD_FEATURES, PADDINGS  # noqa: E402
 from rcl_kernels.triton import score_anchors as scoring  # noqa: E402
+from rcl_kernels.triton import roi_align_1d as roi_align_1d_triton  # noqa: E402
 from rcl_kernels.triton import segment_interp as soi  # noqa: E402
 
 # H100 / H200: the most dynamic shared memory one block may opt into (CUDA's per-block limit).
@@ -150,6 +151,18 @@ def segment_interp_launches(dtype: torch.dtype, paddings, C: int, N: int) -> Non
         soi.segment_interp_triton_backward_op(torch.ones_like(out), features, segments, N, 2, 0.25, padding, True, True)
 
 
+def roi_align_1d_launches(dtype: torch.dtype) -> None:
+    """Forward and backward (both gradients) of the Triton roi_align_1d launcher, fixed and
+    adaptive sampling, both aligned rules."""
+    B, C, T, R, P = 2, 19, 37, 7, 5
+    features = torch.randn(B, C, T, dtype=dtype)
+    rois = torch.cat([torch.randint(0, B, (R, 1)).float(), torch.rand(R, 2) * T], dim=1)
+    for sampling_ratio, aligned in ((2, True), (-1, False)):
+        out = roi_align_1d_triton.roi_align_1d_triton_op(features, rois, P, 0.5, sampling_ratio, aligned)
+        roi_align_1d_triton.roi_align_1d_triton_backward_op(torch.ones_like(out), features, rois, P, 0.5,
+                                                             sampling_ratio, aligned, True, True)
+
+
 def score_anchors_launches(dtype: torch.dtype, paddings) -> None:
     """Forward (saving the hidden layer) and backward (every gradient) of the Triton scorer."""
     B, C, T, K, N, H, O = 2, 24, 41, 33, 4, 40, 3
@@ -183,6 +196,8 @@ def compile_all(arch: int = 90, full: bool = False) -> list[dict]:
                 # The large tile in one padding: the paddings change a few selects, not the tile.
                 segment_interp_launches(dtype, paddings if problem == "small" or full else paddings[:1], **sizes)
                 label(problem=f"segment_interp {problem}")
+            roi_align_1d_launches(dtype)
+            label(problem="roi_align_1d small")
             if dtype != torch.float64:
                 score_anchors_launches(dtype, paddings)
         if dtype == torch.float32:  # float32 operands with TF32 tl.dot, as allow_tf32 asks
