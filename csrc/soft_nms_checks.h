@@ -20,15 +20,19 @@ namespace soft_nms {
 inline Params check_args(const at::Tensor& segments, const at::Tensor& scores,
                          const std::optional<at::Tensor>& labels, const std::optional<at::Tensor>& lengths,
                          std::string_view method, double sigma, double iou_threshold, double min_score,
-                         int64_t top_k, bool width_gate, double gate_t1, double gate_t2) {
+                         int64_t top_k, bool width_gate, double gate_t1, double gate_t2,
+                         bool allow_float64 = false) {
   TORCH_CHECK(segments.dim() == 3 && segments.size(2) == 2, "soft_nms: segments must have shape (V, P, 2), got ",
               segments.sizes());
   TORCH_CHECK(scores.dim() == 2 && scores.size(0) == segments.size(0) && scores.size(1) == segments.size(1),
               "soft_nms: scores must have shape (V, P) = (", segments.size(0), ", ", segments.size(1), "), got ",
               scores.sizes());
-  TORCH_CHECK(segments.scalar_type() == at::kFloat, "soft_nms: segments must be float32, got ",
+  // float64 (computed in float64) only where the caller's kernel has that precision (CPU).
+  const bool float_ok = segments.scalar_type() == at::kFloat || (allow_float64 && segments.scalar_type() == at::kDouble);
+  TORCH_CHECK(float_ok, "soft_nms: segments must be float32", allow_float64 ? " or float64" : "", ", got ",
               segments.scalar_type());
-  TORCH_CHECK(scores.scalar_type() == at::kFloat, "soft_nms: scores must be float32, got ", scores.scalar_type());
+  TORCH_CHECK(scores.scalar_type() == segments.scalar_type(), "soft_nms: scores must have the dtype of segments (",
+              segments.scalar_type(), "), got ", scores.scalar_type());
   TORCH_CHECK(scores.device() == segments.device(), "soft_nms: scores is on ", scores.device(),
               " but segments is on ", segments.device());
   TORCH_CHECK(segments.size(1) < (int64_t(1) << 31), "soft_nms: at most 2^31 - 1 candidates per video, got ",
@@ -61,11 +65,12 @@ inline Params check_args(const at::Tensor& segments, const at::Tensor& scores,
 }
 
 // (segments (V, top_k, 2), scores (V, top_k), labels (V, top_k) or (0,), indices (V, top_k),
-// counts (V,)), uninitialised: the kernels write every element.
+// counts (V,)), uninitialised: the kernels write every element. Segments and scores have the
+// inputs' float type.
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> allocate_outputs(
     const at::Tensor& segments, bool has_labels, int64_t top_k) {
   const int64_t V = segments.size(0);
-  const auto float_opts = segments.options().dtype(at::kFloat);
+  const auto float_opts = segments.options().dtype(segments.scalar_type());
   const auto long_opts = segments.options().dtype(at::kLong);
   return {at::empty({V, top_k, 2}, float_opts), at::empty({V, top_k}, float_opts),
           has_labels ? at::empty({V, top_k}, long_opts) : at::empty({0}, long_opts),

@@ -1,7 +1,7 @@
 """The Soft-NMS oracle shared by tests/test_soft_nms.py and tests/test_soft_nms_fuzz.py: the rules
 of rcl_kernels.soft_nms's docstring, one video at a time, one candidate at a time, written with
-numpy float32 scalars (independent of the backends' tensor code), and the exact comparison of a
-backend's result with it."""
+numpy float32 scalars (float64 for float64 inputs; independent of the backends' tensor code),
+and the exact comparison of a backend's result with it."""
 
 from __future__ import annotations
 
@@ -33,13 +33,29 @@ def exp_f32(x: np.float32) -> np.float32:
     return p * F(2.0 ** int(k))
 
 
+def exp_f64(x: np.float64) -> np.float64:
+    """The float64 exp every backend uses (Cody-Waite reduction, Taylor polynomial of degree 13)."""
+    D = np.float64
+    if not x >= D(ref.EXP_MIN_ARG_F64):
+        return D(0)
+    k = (x * D(ref.LOG2E_F64) + D(ref.ROUND_MAGIC_F64)) - D(ref.ROUND_MAGIC_F64)
+    r = (x - k * D(ref.LN2_HI_F64)) - k * D(ref.LN2_LO_F64)
+    p = D(1)
+    for n in range(ref.EXP_TAYLOR_DEGREE_F64, 0, -1):
+        p = D(1) + (r * p) / D(n)
+    return p * D(2.0 ** int(k))
+
+
 def exp_true(x: np.float32) -> np.float32:
     return F(math.exp(float(x))) if x >= -86 else F(0)
 
 
 def oracle_video(segments, scores, labels, count, *, method="gaussian", sigma=0.5, iou_threshold=0.0,
-                 min_score=0.001, top_k=100, width_gate=None, exp=exp_f32):
-    """[(input index, score at selection), ...] for one video."""
+                 min_score=0.001, top_k=100, width_gate=None, exp=None, dtype=np.float32):
+    """[(input index, score at selection), ...] for one video, computed in `dtype`."""
+    F = dtype  # noqa: N806 (the scalar type of every value below)
+    FLT_MIN = F(np.finfo(dtype).tiny)  # noqa: N806
+    exp = exp or (exp_f64 if dtype == np.float64 else exp_f32)
     neg_inv_sigma, threshold, min_f = F(-1.0 / sigma), F(iou_threshold), F(min_score)
     if abs(min_f) < FLT_MIN:
         min_f = F(0)  # a subnormal min_score counts as 0
@@ -72,7 +88,7 @@ def oracle_video(segments, scores, labels, count, *, method="gaussian", sigma=0.
                 inter = min(end[best], end[j]) - max(start[best], start[j])
                 if not inter > 0:
                     continue
-                iou = inter / ((len_b + (end[j] - start[j])) - inter)
+                iou = inter / (((len_b - inter) + end[j]) - start[j])
                 if not iou >= FLT_MIN:  # subnormal or NaN: no overlap
                     continue
                 if not (iou > threshold and iou > gate):
@@ -89,7 +105,10 @@ def oracle_video(segments, scores, labels, count, *, method="gaussian", sigma=0.
 
 
 def oracle(segments, scores, labels=None, lengths=None, **kw):
-    segments, scores = segments.cpu().float().numpy(), scores.cpu().float().numpy()
+    float64 = torch.float64 in (segments.dtype, scores.dtype)
+    kw.setdefault("dtype", np.float64 if float64 else np.float32)
+    dtype = torch.float64 if float64 else torch.float32
+    segments, scores = segments.cpu().to(dtype).numpy(), scores.cpu().to(dtype).numpy()
     labels = labels.cpu().numpy() if labels is not None else None
     V, P = scores.shape
     return [
@@ -106,19 +125,21 @@ def same(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 def assert_matches(result, expected, segments, labels, top_k, what=""):
     """Exact agreement: shapes (min(top_k, P) columns), indices, counts, scores bit for bit,
-    gathered segments and labels, and the empty tail."""
+    gathered segments and labels, and the empty tail (float64 results for float64 segments)."""
     V, width = len(expected), min(top_k, segments.shape[-2])
+    dtype = torch.float64 if torch.float64 in (segments.dtype, result.scores.dtype) else torch.float32
     assert result.indices.shape == (V, width) and result.scores.shape == (V, width)
     assert result.segments.shape == (V, width, 2) and result.counts.shape == (V,)
-    assert result.indices.dtype == torch.int64 and result.scores.dtype == torch.float32
+    assert result.indices.dtype == torch.int64 and result.scores.dtype == dtype
     res = [t.cpu() if t is not None else None for t in result]
-    seg_in = segments.cpu().float()
+    seg_in = segments.cpu().to(dtype)
     for v, picks in enumerate(expected):
         k = len(picks)
         idx = [j for j, _ in picks]
         assert res[4][v].item() == k, f"{what} video {v}: count {res[4][v].item()} != {k}"
         assert res[3][v, :k].tolist() == idx, f"{what} video {v}: indices differ"
-        want = torch.from_numpy(np.array([s for _, s in picks], dtype=np.float32))
+        want = torch.from_numpy(np.array([s for _, s in picks], dtype=np.float64 if dtype == torch.float64 else
+                                         np.float32))
         assert torch.equal(res[1][v, :k], want), f"{what} video {v}: scores differ"
         assert same(res[0][v, :k], seg_in[v, idx]), f"{what} video {v}: segments differ"
         assert (res[3][v, k:] == -1).all() and (res[1][v, k:] == 0).all() and (res[0][v, k:] == 0).all()

@@ -4,6 +4,7 @@ Python implementation of the rules (tests/soft_nms_oracle.py)."""
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import rcl_kernels
 from rcl_kernels.ops import soft_nms as soft_nms_op
 from rcl_kernels.ops.soft_nms import SOFT_NMS_BACKENDS
 from rcl_kernels.reference import soft_nms as ref
-from soft_nms_oracle import F, assert_matches, exp_f32, exp_true, oracle
+from soft_nms_oracle import F, assert_matches, exp_f32, exp_f64, exp_true, oracle
 
 DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.gpu)]
 
@@ -436,6 +437,106 @@ def test_dtypes_and_noncontiguous_inputs(device):
     check_all_backends(device, seg_nc, wide_scores, wide_labels, lengths, top_k=20)
 
 
+# ---------------------------------------------------------------------------------------------
+# float64
+
+
+def float64_backends(device: str) -> list[str]:
+    return [b for b in backends(device) if b in ("reference", "cpu")]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("method", ["gaussian", "linear", "hard"])
+def test_float64_against_the_oracle(device, method):
+    """float64 inputs are computed in float64 on every float64 backend, bit for bit as the oracle."""
+    for (segments, scores), kw in [(random_candidates(4, 43), dict(top_k=25)),
+                                   (tied_candidates(3, 41), dict(top_k=30, iou_threshold=0.2, min_score=0.0)),
+                                   (random_candidates(3, 40), dict(top_k=20, width_gate=(0.5, 0.4), min_score=-1.0)),
+                                   (random_candidates(2, 30, scale=500.0), dict(top_k=10, sigma=1e-3))]:
+        segments, scores = segments.double(), scores.double()
+        expected = oracle(segments, scores, method=method, **kw)
+        for backend in float64_backends(device):
+            out = rcl_kernels.soft_nms(segments.to(device), scores.to(device), method=method, backend=backend, **kw)
+            assert_matches(out, expected, segments, None, kw["top_k"], what=f"float64 {device}/{backend}")
+        # Not the float32 computation: the float64 scores carry more than float32 digits.
+        out32 = rcl_kernels.soft_nms(segments.float(), scores.float(), method=method, **kw)
+        if method == "gaussian":
+            out64 = rcl_kernels.soft_nms(segments, scores, method=method, **kw)
+            assert not torch.equal(out64.scores, out32.scores.double())
+
+
+def test_float64_matches_the_float64_arithmetic_of_bsn_soft_nms():
+    """The width gate at grid coordinates k / T: tIoUs that equal the gate exactly (at T = 100,
+    0.5 + 0.4 * 0.25 = 0.6 = 15 / 25, and thousands more) are decided by float64 rounding, which
+    the float64 computation reproduces with BSN's / mmaction2's order of operations. Every pair
+    (selected, other) is a video of its own: the other survives a hard decay iff not gated in."""
+    T, low, high = 100, 0.5, 0.9
+    j, e = torch.triu_indices(T, T, offset=1)
+    grid = torch.stack([j.double() / T, e.double() / T], -1)  # every (j / T, e / T), 0 <= j < e < T
+    exact_ties = decided = 0
+    for b_start, b_end in [(25, 50), (3, 43), (10, 35)]:  # in grid steps
+        s_b, e_b = b_start / T, b_end / T
+        width = e_b - s_b
+        gate = low + (high - low) * width
+        want = []
+        for (s_j, e_j), (j_start, j_end) in zip(grid.tolist(), zip(j.tolist(), e.tolist())):
+            inter = max(min(e_b, e_j) - max(s_b, s_j), 0.0)
+            want.append(inter / (width - inter + e_j - s_j) > gate)  # BSN's formulas, scalar float64
+            steps = max(min(b_end, j_end) - max(b_start, j_start), 0)
+            union = (b_end - b_start) - steps + (j_end - j_start)
+            exact_ties += steps > 0 and steps * 250 == union * (125 + b_end - b_start)  # tIoU == gate
+        pairs = torch.stack([torch.tensor([s_b, e_b], dtype=torch.float64).expand_as(grid), grid], 1)
+        scores = torch.tensor([1.0, 0.5], dtype=torch.float64).expand(len(grid), 2)
+        for backend in float64_backends("cpu"):
+            out = rcl_kernels.soft_nms(pairs, scores, method="hard", iou_threshold=0.0, min_score=0.25, top_k=2,
+                                       width_gate=(low, high - low), backend=backend)
+            assert (out.counts == 1).tolist() == want, backend
+        decided += sum(want)
+    assert exact_ties > 20 and decided > 0
+
+
+def test_exp_nonpositive_float64_accuracy():
+    x = torch.cat([-torch.rand(100_000, dtype=torch.float64) * 708,
+                   -torch.rand(100_000, dtype=torch.float64) * 3,
+                   torch.tensor([0.0, -0.0, -1e-300, -707.999, -708.0], dtype=torch.float64)])
+    got = ref.exp_nonpositive(x).numpy()
+    want = np.exp(x.numpy().astype(np.longdouble))
+    ulp = np.spacing(want.astype(np.float64))
+    assert (np.abs(got - want) / ulp).max() <= 2.0
+    assert (got >= ref.DBL_MIN).all()
+    assert ref.exp_nonpositive(torch.tensor([-708.01, -1e4, float("-inf"), float("nan")],
+                                            dtype=torch.float64)).eq(0).all()
+    sample = x[::997]
+    assert torch.equal(ref.exp_nonpositive(sample),
+                       torch.tensor([exp_f64(np.float64(v)) for v in sample.tolist()], dtype=torch.float64))
+
+
+def test_float64_promotion_and_backend_choice(monkeypatch):
+    segments, scores = random_candidates(2, 20)
+    expected = oracle(segments.double(), scores.double(), top_k=10)
+    for seg, sc in [(segments.double(), scores), (segments, scores.double())]:  # either float64: float64
+        out = rcl_kernels.soft_nms(seg, sc, top_k=10)
+        assert_matches(out, expected, segments.double(), None, 10, what="mixed")
+    out = rcl_kernels.soft_nms(segments[0].double(), scores[0].double(), top_k=10)  # one video
+    assert out.scores.dtype == torch.float64 and out.segments.dtype == torch.float64
+    # A backend without float64 (CUDA): "auto" falls back to the reference, naming it explicitly is an error.
+    monkeypatch.setattr(soft_nms_op, "SOFT_NMS_BACKENDS", types.SimpleNamespace(resolve=lambda backend, device: "cuda"))
+    with pytest.raises(TypeError, match="'cuda' backend computes in float32 only"):
+        rcl_kernels.soft_nms(segments.double(), scores.double(), backend="cuda")
+    out = rcl_kernels.soft_nms(segments.double(), scores.double(), top_k=10)
+    assert_matches(out, expected, segments.double(), None, 10, what="auto fallback")
+
+
+@pytest.mark.gpu
+def test_float64_on_cuda_runs_on_the_reference():
+    segments, scores = random_candidates(2, 30)
+    segments, scores = segments.double(), scores.double()
+    out = rcl_kernels.soft_nms(segments.cuda(), scores.cuda(), top_k=12)
+    assert_matches(out, oracle(segments, scores, top_k=12), segments, None, 12, what="cuda float64")
+    with pytest.raises(TypeError, match="float32 only"):
+        rcl_kernels.soft_nms(segments.cuda(), scores.cuda(), backend="cuda")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_outputs_are_not_differentiable(device):
     segments, scores = random_candidates(2, 12)
@@ -533,7 +634,7 @@ def _call(**overrides):
         (dict(segments=torch.rand(5)), ValueError, "segments must have shape"),
         (dict(scores=torch.rand(2, 6)), ValueError, "scores must have shape"),
         (dict(scores=torch.rand(5)), ValueError, "scores must have shape"),
-        (dict(segments=torch.rand(2, 5, 2, dtype=torch.float64)), TypeError, "segments must be float32"),
+        (dict(segments=torch.randint(0, 2, (2, 5, 2))), TypeError, "segments must be float32"),
         (dict(scores=torch.randint(0, 2, (2, 5))), TypeError, "scores must be float32"),
         (dict(labels=torch.zeros(2, 4, dtype=torch.int64)), ValueError, "labels must have shape"),
         (dict(labels=torch.zeros(2, 5)), TypeError, "labels must be an integer"),
@@ -580,7 +681,8 @@ def test_cpp_checks_for_direct_op_callers():
         return op(*args.values())
 
     for changes, match in [
-        (dict(scores=scores.double()), "scores must be float32"),
+        (dict(scores=scores.double()), "scores must have the dtype of segments"),
+        (dict(segments=segments.half(), scores=scores.half()), "segments must be float32 or float64"),
         (dict(labels=torch.zeros(2, 5, dtype=torch.int32)), "labels must be int64"),
         (dict(lengths=torch.zeros(3, dtype=torch.int64)), "lengths must have shape"),
         (dict(method="box"), "method must be"),

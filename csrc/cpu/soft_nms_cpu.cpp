@@ -42,27 +42,29 @@ namespace rcl_kernels {
 namespace soft_nms {
 namespace {
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+template <typename scalar_t>
+constexpr scalar_t kNaN = std::numeric_limits<scalar_t>::quiet_NaN();
+template <typename scalar_t>
+constexpr scalar_t kNegInf = -std::numeric_limits<scalar_t>::infinity();
 
-template <Method kMethod>
-inline void decay_loop(float* __restrict score, const float* __restrict start, const float* __restrict end,
-                       int64_t count, float start_b, float end_b, float len_b, float gate, const Params& p) {
-  const float threshold = p.iou_threshold;
-  const float neg_inv_sigma = p.neg_inv_sigma;
+template <Method kMethod, typename scalar_t>
+inline void decay_loop(scalar_t* __restrict score, const scalar_t* __restrict start, const scalar_t* __restrict end,
+                       int64_t count, scalar_t start_b, scalar_t end_b, scalar_t len_b, scalar_t gate,
+                       const ParamsOf<scalar_t>& p) {
+  const scalar_t threshold = p.iou_threshold;
+  const scalar_t neg_inv_sigma = p.neg_inv_sigma;
   for (int64_t i = 0; i < count; ++i) {
-    const float s = score[i];
-    const float iou = tiou(start_b, end_b, len_b, start[i], end[i]);
-    const float decayed = decayed_score<kMethod>(s, iou, neg_inv_sigma);
+    const scalar_t s = score[i];
+    const scalar_t iou = tiou(start_b, end_b, len_b, start[i], end[i]);
+    const scalar_t decayed = decayed_score<kMethod>(s, iou, neg_inv_sigma);
     score[i] = decays(s, iou, threshold, gate) ? decayed : s;
   }
 }
 
-// Decay every candidate of [0, count) by the selected segment (start_b, end_b). Branch-free, so
-// the compiler vectorises it.
-RCL_SIMD_CLONES
-void decay_range(float* score, const float* start, const float* end, int64_t count, float start_b, float end_b,
-                 float len_b, float gate, const Params& p) {
+template <typename scalar_t>
+inline void decay_methods(scalar_t* score, const scalar_t* start, const scalar_t* end, int64_t count,
+                          scalar_t start_b, scalar_t end_b, scalar_t len_b, scalar_t gate,
+                          const ParamsOf<scalar_t>& p) {
   switch (p.method) {
     case Method::Gaussian:
       decay_loop<Method::Gaussian>(score, start, end, count, start_b, end_b, len_b, gate, p);
@@ -76,9 +78,24 @@ void decay_range(float* score, const float* start, const float* end, int64_t cou
   }
 }
 
+// Decay every candidate of [0, count) by the selected segment (start_b, end_b). Branch-free, so
+// the compiler vectorises it. One plain function per precision: GCC clones plain functions only.
+RCL_SIMD_CLONES
+void decay_range(float* score, const float* start, const float* end, int64_t count, float start_b, float end_b,
+                 float len_b, float gate, const Params& p) {
+  decay_methods(score, start, end, count, start_b, end_b, len_b, gate, p);
+}
+
+RCL_SIMD_CLONES
+void decay_range(double* score, const double* start, const double* end, int64_t count, double start_b,
+                 double end_b, double len_b, double gate, const ParamsOf<double>& p) {
+  decay_methods(score, start, end, count, start_b, end_b, len_b, gate, p);
+}
+
 // Reusable per-thread buffers for one video's live candidates, grouped by label.
+template <typename scalar_t>
 struct VideoWork {
-  std::vector<float> start, end, score;
+  std::vector<scalar_t> start, end, score;
   std::vector<int32_t> index;  // input index of each packed candidate
   std::vector<int32_t> order;  // scratch for the label sort
   // Group g occupies [group_begin[g], group_end[g]); its best selectable candidate is at
@@ -97,23 +114,26 @@ struct VideoWork {
   }
 };
 
+template <typename scalar_t>
 struct VideoIn {
-  const float* segments;  // (P, 2)
-  const float* scores;    // (P,)
+  const scalar_t* segments;  // (P, 2)
+  const scalar_t* scores;    // (P,)
   const int64_t* labels;  // (P,) or null
   int64_t count;          // candidates [0, count) are real, the rest padding
 };
 
+template <typename scalar_t>
 struct VideoOut {
-  float* segments;  // (top_k, 2)
-  float* scores;    // (top_k,)
+  scalar_t* segments;  // (top_k, 2)
+  scalar_t* scores;    // (top_k,)
   int64_t* labels;  // (top_k,) or null
   int64_t* indices;  // (top_k,)
   int64_t* count;
 };
 
 // Packs the candidates that may still be selected; returns the number of groups.
-int64_t pack_video(const VideoIn& in, const Params& p, VideoWork& w) {
+template <typename scalar_t>
+int64_t pack_video(const VideoIn<scalar_t>& in, const ParamsOf<scalar_t>& p, VideoWork<scalar_t>& w) {
   int64_t live = 0;
   for (int64_t j = 0; j < in.count; ++j) {
     if (!never_selectable(flush_score(in.scores[j]), p.min_score)) w.order[live++] = static_cast<int32_t>(j);
@@ -125,10 +145,10 @@ int64_t pack_video(const VideoIn& in, const Params& p, VideoWork& w) {
   int64_t groups = 0;
   for (int64_t k = 0; k < live; ++k) {
     const int32_t j = w.order[k];
-    float s = in.segments[2 * j], e = in.segments[2 * j + 1];
+    scalar_t s = in.segments[2 * j], e = in.segments[2 * j + 1];
     if (!finite_segment(s, e)) {
-      s = 1.f;
-      e = 0.f;
+      s = scalar_t(1);
+      e = scalar_t(0);
     }
     w.start[k] = s;
     w.end[k] = e;
@@ -158,11 +178,11 @@ typedef int32_t int8x32 __attribute__((vector_size(32)));
 
 RCL_SIMD_CLONES
 ScanResult scan_scores(const float* score, int32_t count, float min_score) {
-  const float dead_below = min_score > 0.f ? min_score : kNegInf;  // never_selectable, lane-wise
+  const float dead_below = min_score > 0.f ? min_score : kNegInf<float>;  // never_selectable, lane-wise
   float8 best_score;
   int8x32 best_pos, dead = {}, pos;
   for (int k = 0; k < 8; ++k) {
-    best_score[k] = kNegInf;
+    best_score[k] = kNegInf<float>;
     best_pos[k] = -1;
     pos[k] = k;
   }
@@ -177,7 +197,7 @@ ScanResult scan_scores(const float* score, int32_t count, float min_score) {
     pos += 8;
   }
   ScanResult r{-1, 0};
-  float r_score = kNegInf;
+  float r_score = kNegInf<float>;
   for (int k = 0; k < 8; ++k) {
     r.dead += dead[k];
     if (best_pos[k] >= 0 && better(best_score[k], best_pos[k], r_score, r.best)) {
@@ -195,12 +215,15 @@ ScanResult scan_scores(const float* score, int32_t count, float min_score) {
   }
   return r;
 }
-#else
-ScanResult scan_scores(const float* score, int32_t count, float min_score) {
+#endif
+
+// The same scan, one element at a time: float64, and float32 without GCC's vector extensions.
+template <typename scalar_t>
+ScanResult scan_scores_serial(const scalar_t* score, int32_t count, scalar_t min_score) {
   ScanResult r{-1, 0};
-  float r_score = kNegInf;
+  scalar_t r_score = kNegInf<scalar_t>;
   for (int32_t i = 0; i < count; ++i) {
-    const float s = score[i];
+    const scalar_t s = score[i];
     r.dead += never_selectable(s, min_score);
     if (s >= min_score && s > r_score) {
       r_score = s;
@@ -209,11 +232,20 @@ ScanResult scan_scores(const float* score, int32_t count, float min_score) {
   }
   return r;
 }
+
+#if !(defined(__GNUC__) && !defined(__clang__))
+ScanResult scan_scores(const float* score, int32_t count, float min_score) {
+  return scan_scores_serial(score, count, min_score);
+}
 #endif
+ScanResult scan_scores(const double* score, int32_t count, double min_score) {
+  return scan_scores_serial(score, count, min_score);
+}
 
 // Finds group g's best selectable candidate; packs the group tighter when over a quarter of it
 // can no longer be selected (keeping input order, so ties still go to the lower index).
-void refresh_group(int64_t g, const Params& p, VideoWork& w) {
+template <typename scalar_t>
+void refresh_group(int64_t g, const ParamsOf<scalar_t>& p, VideoWork<scalar_t>& w) {
   const int32_t b = w.group_begin[g];
   int32_t e = w.group_end[g];
   const ScanResult scan = scan_scores(w.score.data() + b, e - b, p.min_score);
@@ -235,13 +267,15 @@ void refresh_group(int64_t g, const Params& p, VideoWork& w) {
   w.best_pos[g] = best;
 }
 
-void soft_nms_video(const VideoIn& in, const VideoOut& out, int64_t top_k, const Params& p, VideoWork& w) {
+template <typename scalar_t>
+void soft_nms_video(const VideoIn<scalar_t>& in, const VideoOut<scalar_t>& out, int64_t top_k,
+                    const ParamsOf<scalar_t>& p, VideoWork<scalar_t>& w) {
   const int64_t groups = pack_video(in, p, w);
   for (int64_t g = 0; g < groups; ++g) refresh_group(g, p, w);
   int64_t t = 0;
   for (; t < top_k; ++t) {
     int64_t g_best = -1;
-    float s_best = kNegInf;
+    scalar_t s_best = kNegInf<scalar_t>;
     int64_t i_best = std::numeric_limits<int64_t>::max();
     for (int64_t g = 0; g < groups; ++g) {
       const int32_t pos = w.best_pos[g];
@@ -258,9 +292,9 @@ void soft_nms_video(const VideoIn& in, const VideoOut& out, int64_t top_k, const
     out.scores[t] = s_best;
     out.indices[t] = i_best;
     if (out.labels != nullptr) out.labels[t] = in.labels[i_best];
-    w.score[pos] = kNaN;  // selected: removed
-    const float start_b = w.start[pos], end_b = w.end[pos];
-    const float len_b = sub_rn(end_b, start_b);
+    w.score[pos] = kNaN<scalar_t>;  // selected: removed
+    const scalar_t start_b = w.start[pos], end_b = w.end[pos];
+    const scalar_t len_b = sub_rn(end_b, start_b);
     const int32_t b = w.group_begin[g_best];
     decay_range(w.score.data() + b, w.start.data() + b, w.end.data() + b, w.group_end[g_best] - b, start_b, end_b,
                 len_b, gate_threshold(p, len_b), p);
@@ -268,35 +302,30 @@ void soft_nms_video(const VideoIn& in, const VideoOut& out, int64_t top_k, const
   }
   *out.count = t;
   for (int64_t k = t; k < top_k; ++k) {
-    out.segments[2 * k] = 0.f;
-    out.segments[2 * k + 1] = 0.f;
-    out.scores[k] = 0.f;
+    out.segments[2 * k] = scalar_t(0);
+    out.segments[2 * k + 1] = scalar_t(0);
+    out.scores[k] = scalar_t(0);
     out.indices[k] = -1;
     if (out.labels != nullptr) out.labels[k] = -1;
   }
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> soft_nms_cpu(
-    const at::Tensor& segments, const at::Tensor& scores, const std::optional<at::Tensor>& labels,
-    const std::optional<at::Tensor>& lengths, c10::string_view method, double sigma, double iou_threshold,
-    double min_score, int64_t top_k, bool width_gate, double gate_t1, double gate_t2) {
-  const Params p = check_args(segments, scores, labels, lengths, std::string_view(method.data(), method.size()),
-                              sigma, iou_threshold, min_score, top_k, width_gate, gate_t1, gate_t2);
-  TORCH_CHECK(segments.device().is_cpu(), "soft_nms (cpu kernel): segments must be a CPU tensor");
-  auto outputs = allocate_outputs(segments, labels.has_value(), top_k);
+template <typename scalar_t>
+void run_videos(const at::Tensor& segments, const at::Tensor& scores, const std::optional<at::Tensor>& labels,
+                const std::optional<at::Tensor>& lengths, const ParamsOf<scalar_t>& p, int64_t top_k,
+                std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>& outputs) {
   auto& [out_segments, out_scores, out_labels, out_indices, out_counts] = outputs;
   const int64_t V = segments.size(0), P = segments.size(1);
-  if (V == 0) return outputs;
   const at::Tensor seg = segments.contiguous();
   const at::Tensor sc = scores.contiguous();
   const at::Tensor lab = labels.has_value() ? labels->contiguous() : at::Tensor();
   const at::Tensor len = lengths.has_value() ? lengths->contiguous() : at::Tensor();
-  const float* seg_ptr = seg.const_data_ptr<float>();
-  const float* sc_ptr = sc.const_data_ptr<float>();
+  const scalar_t* seg_ptr = seg.const_data_ptr<scalar_t>();
+  const scalar_t* sc_ptr = sc.const_data_ptr<scalar_t>();
   const int64_t* lab_ptr = lab.defined() ? lab.const_data_ptr<int64_t>() : nullptr;
   const int64_t* len_ptr = len.defined() ? len.const_data_ptr<int64_t>() : nullptr;
-  float* o_seg = out_segments.mutable_data_ptr<float>();
-  float* o_sc = out_scores.mutable_data_ptr<float>();
+  scalar_t* o_seg = out_segments.mutable_data_ptr<scalar_t>();
+  scalar_t* o_sc = out_scores.mutable_data_ptr<scalar_t>();
   // lab_ptr is null for P = 0 even with labels: the label outputs must still be written (-1).
   int64_t* o_lab = lab.defined() ? out_labels.mutable_data_ptr<int64_t>() : nullptr;
   int64_t* o_idx = out_indices.mutable_data_ptr<int64_t>();
@@ -307,17 +336,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> soft_nms_
   std::atomic<int64_t> next_video{0};
   const int64_t workers = std::min<int64_t>(V, at::get_num_threads());
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
-    VideoWork work;
+    VideoWork<scalar_t> work;
     work.reserve(P);
     for (int64_t v = next_video.fetch_add(1, std::memory_order_relaxed); v < V;
          v = next_video.fetch_add(1, std::memory_order_relaxed)) {
       const int64_t count = len_ptr != nullptr ? std::clamp<int64_t>(len_ptr[v], 0, P) : P;
-      const VideoIn in{seg_ptr + v * P * 2, sc_ptr + v * P, lab_ptr != nullptr ? lab_ptr + v * P : nullptr, count};
-      const VideoOut out{o_seg + v * top_k * 2, o_sc + v * top_k, o_lab != nullptr ? o_lab + v * top_k : nullptr,
-                         o_idx + v * top_k, o_cnt + v};
+      const VideoIn<scalar_t> in{seg_ptr + v * P * 2, sc_ptr + v * P, lab_ptr != nullptr ? lab_ptr + v * P : nullptr,
+                                 count};
+      const VideoOut<scalar_t> out{o_seg + v * top_k * 2, o_sc + v * top_k,
+                                   o_lab != nullptr ? o_lab + v * top_k : nullptr, o_idx + v * top_k, o_cnt + v};
       soft_nms_video(in, out, top_k, p, work);
     }
   });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> soft_nms_cpu(
+    const at::Tensor& segments, const at::Tensor& scores, const std::optional<at::Tensor>& labels,
+    const std::optional<at::Tensor>& lengths, c10::string_view method, double sigma, double iou_threshold,
+    double min_score, int64_t top_k, bool width_gate, double gate_t1, double gate_t2) {
+  const std::string_view method_name(method.data(), method.size());
+  check_args(segments, scores, labels, lengths, method_name, sigma, iou_threshold, min_score, top_k, width_gate,
+             gate_t1, gate_t2, /*allow_float64=*/true);
+  TORCH_CHECK(segments.device().is_cpu(), "soft_nms (cpu kernel): segments must be a CPU tensor");
+  auto outputs = allocate_outputs(segments, labels.has_value(), top_k);
+  if (segments.size(0) == 0) return outputs;
+  const int code = parse_method(method_name);
+  if (segments.scalar_type() == at::kDouble) {
+    run_videos<double>(segments, scores, labels, lengths,
+                       make_params_of<double>(code, sigma, iou_threshold, min_score, width_gate, gate_t1, gate_t2),
+                       top_k, outputs);
+  } else {
+    run_videos<float>(segments, scores, labels, lengths,
+                      make_params(code, sigma, iou_threshold, min_score, width_gate, gate_t1, gate_t2), top_k,
+                      outputs);
+  }
   return outputs;
 }
 

@@ -15,7 +15,7 @@ import torch
 from rcl_kernels._backends import OpBackends
 from rcl_kernels._extension import EXTENSION_LOADED
 from rcl_kernels._vocabulary import shape_of
-from rcl_kernels.reference.soft_nms import METHODS, comparable_min_score, soft_nms_reference
+from rcl_kernels.reference.soft_nms import METHODS, comparable_min_score, comparable_min_score_f64, soft_nms_reference
 
 SOFT_NMS_BACKENDS = OpBackends(
     op_name="soft_nms",
@@ -23,8 +23,11 @@ SOFT_NMS_BACKENDS = OpBackends(
     auto_order={"cpu": ("cpu", "reference"), "cuda": ("cuda", "reference")},
 )
 
-# Coordinates and scores are processed in float32; half types are converted exactly.
-_FLOAT_INPUTS = (torch.float16, torch.bfloat16, torch.float32)
+# Coordinates and scores are processed in float32 (half types are converted exactly), or in
+# float64 where either is float64.
+_FLOAT_INPUTS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# Backends with a float64 computation; float64 inputs on CUDA go to the reference under "auto".
+_FLOAT64_BACKENDS = ("reference", "cpu")
 _INT_TYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
 
 
@@ -32,8 +35,8 @@ class SoftNMSResult(NamedTuple):
     """Fixed-size results, W = min(top_k, P) columns; entries beyond counts[v] are empty (score
     0, segment (0, 0), index and label -1)."""
 
-    segments: torch.Tensor  # (V, W, 2) float32, the selected input segments
-    scores: torch.Tensor  # (V, W) float32, the (decayed) score at selection
+    segments: torch.Tensor  # (V, W, 2) float32 (float64), the selected input segments
+    scores: torch.Tensor  # (V, W) float32 (float64), the (decayed) score at selection
     labels: torch.Tensor | None  # (V, W) int64, or None without labels
     indices: torch.Tensor  # (V, W) int64 into the input's P axis
     counts: torch.Tensor  # (V,) int64, number of selected candidates
@@ -58,7 +61,7 @@ def check_soft_nms_args(segments, scores, labels, lengths, method, sigma, iou_th
         )
     for name, t in (("segments", segments), ("scores", scores)):
         if t.dtype not in _FLOAT_INPUTS:
-            raise TypeError(f"soft_nms: {name} must be float32, float16 or bfloat16, got {t.dtype}")
+            raise TypeError(f"soft_nms: {name} must be float32, float16, bfloat16 or float64, got {t.dtype}")
     if scores.device != segments.device:
         raise ValueError(f"soft_nms: scores is on {scores.device} but segments is on {segments.device}")
     if labels is not None:
@@ -133,8 +136,13 @@ def soft_nms(
 
     Args:
         segments: (V, P, 2) (start, end) per candidate, float32 (float16 / bfloat16 are
-            converted exactly); or (P, 2) for one video, which gives unbatched results.
-        scores: (V, P) (or (P,)), same dtypes.
+            converted exactly) or float64; or (P, 2) for one video, which gives unbatched
+            results.
+        scores: (V, P) (or (P,)), same dtypes. Where segments or scores is float64, the whole
+            computation (and the output segments and scores) is float64, by the same sequence
+            of operations with float64 constants and exp; otherwise float32 as below. The
+            "cuda" backend has no float64 computation: "auto" sends float64 CUDA tensors to
+            the reference backend.
         labels: optional (V, P) (or (P,)) integer class of each candidate: suppression then acts
             only within a class, and the output is the merged sequence of all classes.
         lengths: optional (V,) integers: candidates [lengths[v], P) of video v are padding.
@@ -166,6 +174,10 @@ def soft_nms(
     With non-negative scores the class-aware result equals running each class alone and
     merging by score.
 
+    tIoU's union is summed as ((len_best - intersection) + end_j) - start_j, left to right (the
+    order of BSN's and mmaction2's soft_nms: with float64 inputs, pairs whose tIoU equals the
+    width gate exactly are decided as there).
+
     Numerics (identical on every backend, so all return the same indices and bit-identical
     scores): float32 arithmetic in a fixed order without fused multiply-adds; the Gaussian
     weight uses a fixed float32 exp within 2 ulp of the true one (0 below exp(-86)); scores,
@@ -177,19 +189,27 @@ def soft_nms(
 
     Returns:
         SoftNMSResult(segments (V, W, 2), scores (V, W), labels (V, W) or None, indices (V, W),
-        counts (V,)), W = min(top_k, P): fixed-size, float32 / int64, on the input's device;
+        counts (V,)), W = min(top_k, P): fixed-size, float32 (float64 for float64 inputs) / int64,
+        on the input's device;
         entries beyond counts[v] hold score 0, segment (0, 0), index -1 and label -1. No host
         synchronisation (the op can be captured in a CUDA graph and traced by torch.compile).
         The outputs are not differentiable.
     """
     check_soft_nms_args(segments, scores, labels, lengths, method, sigma, iou_threshold, min_score, top_k, width_gate)
+    float64 = torch.float64 in (segments.dtype, scores.dtype)
     chosen = SOFT_NMS_BACKENDS.resolve(backend, segments.device)
+    if float64 and chosen not in _FLOAT64_BACKENDS:
+        if backend != "auto":
+            raise TypeError(f"soft_nms: the {chosen!r} backend computes in float32 only; float64 inputs run on "
+                            f"the backends {_FLOAT64_BACKENDS}")
+        chosen = "reference"
     batched = segments.dim() == 3
     if not batched:
         segments, scores = segments[None], scores[None]
         labels = labels[None] if labels is not None else None
-    segments = segments.detach().to(torch.float32)
-    scores = scores.detach().to(torch.float32)
+    dtype = torch.float64 if float64 else torch.float32
+    segments = segments.detach().to(dtype)
+    scores = scores.detach().to(dtype)
     labels = labels.to(torch.int64) if labels is not None else None
     P = segments.shape[1]
     if lengths is not None:
@@ -200,7 +220,8 @@ def soft_nms(
     gate_on = width_gate is not None
     t1, t2 = (float(width_gate[0]), float(width_gate[1])) if gate_on else (0.0, 0.0)
     args = (segments, scores, labels, lengths, method, float(sigma), float(iou_threshold),
-            comparable_min_score(min_score), kernel_top_k, gate_on, t1, t2)
+            comparable_min_score_f64(min_score) if float64 else comparable_min_score(min_score), kernel_top_k,
+            gate_on, t1, t2)
     if chosen == "reference":
         out = soft_nms_reference(*args)
     else:
@@ -218,11 +239,10 @@ def soft_nms(
 def _fake_soft_nms(segments, scores, labels, lengths, method, sigma, iou_threshold, min_score, top_k, width_gate,
                    gate_t1, gate_t2):
     V = segments.shape[0]
-    f32 = dict(dtype=torch.float32)
     i64 = dict(dtype=torch.int64)
     return (
-        segments.new_empty((V, top_k, 2), **f32),
-        segments.new_empty((V, top_k), **f32),
+        segments.new_empty((V, top_k, 2)),
+        segments.new_empty((V, top_k)),
         segments.new_empty((V, top_k) if labels is not None else (0,), **i64),
         segments.new_empty((V, top_k), **i64),
         segments.new_empty((V,), **i64),
