@@ -288,3 +288,15 @@ def test_replacing_mmaction2s_bmn(mm, monkeypatch):
     model = MODELS.build(dict(type="BMN", **SMALL))
     assert type(model) is integration.BMN
     assert math.prod(model.sample_mask_shape) == SMALL["temporal_dim"] ** 3 * SMALL["num_samples"]
+
+
+def test_bad_arguments_are_named(mm):
+    integration = mm[1]
+    with pytest.raises(ValueError, match="project_method"):
+        integration.BMN(**SMALL, project_method="dense")
+    model = integration.BMN(**SMALL)
+    x = torch.randn(1, SMALL["feat_dim"], SMALL["temporal_dim"])
+    with pytest.raises(RuntimeError, match='Invalid mode "train"'):
+        model(x, None, mode="train")
+    with pytest.raises(ValueError, match="temporal_scale = 23"):
+        model(torch.randn(1, SMALL["feat_dim"], 20), None)
