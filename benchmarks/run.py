@@ -40,6 +40,7 @@ BENCHMARKS = {
     "boundary_matching": "bench_boundary_matching",
     "evaluation": "bench_evaluation",
     "model": "bench_model",
+    "mmaction2": "bench_mmaction2",
 }
 # Benchmark names of an earlier release, accepted by --only for one release with a warning.
 RENAMED_BENCHMARKS = {"anchor_scoring": "score_anchors"}

@@ -122,3 +122,32 @@ def test_model_benchmark_times_the_reference_on_a_subset_and_scales(monkeypatch)
     assert fast["ours"] and fast["timed_videos"] == fast["videos"] == 30
     assert not reference["ours"] and reference["timed_videos"] == 24  # three batches of 8 hold >= 17
     assert reference["ms"] > 0 and reference["videos_per_s"] == pytest.approx(30 / (reference["ms"] / 1e3))
+
+
+def test_mmaction2_benchmark_rows(monkeypatch):
+    """The mmaction2 benchmark on a tiny BMN: a row per figure, each timed in a fresh process (or
+    skipped, saying why, where mmaction2 is missing), and our post-processing gives mmaction2's
+    proposals on every compared video."""
+    import bench_mmaction2
+    from common import BenchConfig
+
+    tiny = dict(temporal_dim=12, boundary_ratio=0.5, num_samples=4, num_samples_per_bin=3, feat_dim=8,
+                soft_nms_alpha=0.4, soft_nms_low_threshold=0.5, soft_nms_high_threshold=0.9, post_process_top_k=100,
+                hidden_dim_1d=8, hidden_dim_2d=8, hidden_dim_3d=8)
+    problems = {"model": dict(config=tiny, batches=(2,), tasks=("train_step",), reps={"mmaction2": 1, "rcl_kernels": 2}),
+                "pipeline": dict(config=tiny, videos=6, batch=4, postprocess_stock_videos=3, pipeline_stock_videos=2,
+                                 pipeline_ours_videos=4)}
+    monkeypatch.setattr(bench_mmaction2, "problems", lambda quick: problems)
+    rows = bench_mmaction2.run(BenchConfig(device=torch.device("cpu"), quick=True, warmup=0, reps=1))
+    assert [(r["problem"], r["impl"]) for r in rows] == [
+        (p, impl) for p in ("train_step_B2", "postprocess_6", "test_pipeline_6") for impl in ("mmaction2", "rcl_kernels")]
+    missing = bench_mmaction2.support.mmaction2_missing()
+    if missing:
+        assert all(r["ms"] is None and r["skipped"] == missing for r in rows)
+        return
+    assert all(r["ms"] > 0 and r["skipped"] is None for r in rows), [r["skipped"] for r in rows]
+    train = {r["impl"]: r for r in rows if r["mode"] == "train_step"}
+    assert len(train["rcl_kernels"]["times_ms"]) == 2 and train["mmaction2"]["peak_mib"] is not None
+    post = next(r for r in rows if r["mode"] == "postprocess" and r["ours"])
+    assert post["videos_compared"] == 3 and post["videos_with_same_proposals"] == 3
+    assert all(r["projected_4728_s"] > 0 for r in rows if r["mode"] != "train_step")
