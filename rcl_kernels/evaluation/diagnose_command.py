@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from rcl_kernels._optional import MissingOptionalDependency, require
 from rcl_kernels.data.annotations import AnnotationError
 from rcl_kernels.evaluation.characteristics import DETAD_BINS
 from rcl_kernels.evaluation.command import add_input_arguments, ground_truth_from_args
@@ -28,12 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.output:  # before the analysis, not after it
+            require("matplotlib.figure", "rcl-kernels diagnose --output")
         gt = ground_truth_from_args(args)
         result = diagnose(args.predictions, gt, args.dataset, tiou_thresholds=args.tiou,
                           extra_characteristics=args.extra_characteristics,
                           average_instances=args.average_instances, class_list=args.class_list,
                           reversed=args.reversed or ("swap" if args.dataset == "thumos14" else "error"))
-    except (AnnotationError, FileNotFoundError, ValueError) as exc:
+    except (AnnotationError, FileNotFoundError, ValueError, MissingOptionalDependency) as exc:
         print(f"rcl-kernels diagnose: error: {exc}", file=sys.stderr)
         return 2
     print(result.table())
