@@ -8,20 +8,31 @@ The target of the evaluation issue: ActivityNet validation with 100 predictions 
 (472,800 predictions, 200 classes) in under 2 s on the 2-core CPU machine; of the diagnosis
 (DETAD's three analyses, rcl_kernels.evaluation.diagnose) on the same problem, under 5 s. The
 diagnosis rows' baseline is detection_map on the same problem, timed in the same run (DETAD
-itself is Python 2 and pandas, not runnable here).
+itself is Python 2 and pandas, not runnable here); ties="detad" (DETAD's own unstable sorts) is
+timed beside ties="input" on a tie-heavy THUMOS14 problem, with the difference in the numbers.
+
+The command-line rows run `rcl-kernels eval` in fresh interpreters (the start-up a script scoring
+the files of a sweep pays per file): `--help`, and a THUMOS14 kit detection file scored end to end,
+against the same command after `import torch` (what it cost when the commands imported torch) and
+against a bare `import numpy` (the floor). Target: --help < 0.5 s and < 100 MB, the kit file < 1.5 s.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
 import zlib
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import BenchConfig, row, standalone_main, try_measure  # noqa: E402
+from common import BenchConfig, Timing, row, standalone_main, try_measure  # noqa: E402
 
 from rcl_kernels.data import builtin  # noqa: E402
 from rcl_kernels.evaluation import average_recall, detection_map, load_detections  # noqa: E402
@@ -39,7 +50,78 @@ PROBLEMS = {
     "anet-ar-50v": "ActivityNet validation, first 50 videos, AR@AN for AN = 1..100",
     "anet-diag-100": "ActivityNet validation x 100 predictions: DETAD's diagnosis (10 tIoUs, 3 characteristics)",
     "anet-diag-500v": "ActivityNet validation, first 500 videos x 100 predictions: DETAD's diagnosis",
+    "thumos-diag-ties": "THUMOS14 Test, 212 videos x 60 predictions, scores rounded to 2 decimals: diagnose ties=input / detad",
+    "cli-help": "a fresh `rcl-kernels eval --help`",
+    "cli-kit-file": "a fresh `rcl-kernels eval` of a THUMOS14 kit detection file (212 videos x 60 detections)",
 }
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Run in a fresh interpreter: the body, then print its wall time and peak RSS (VmHWM) as json.
+_CHILD = """
+import json, sys, time
+t0 = time.perf_counter()
+{body}
+seconds = time.perf_counter() - t0
+with open("/proc/self/status") as fh:
+    hwm = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM")) / 1024
+print(json.dumps({{"seconds": seconds, "max_rss_mb": hwm}}))
+"""
+
+
+def _fresh_process(body: str, reps: int) -> tuple[Timing, float]:
+    """Median wall time (whole process, start-up included) and peak RSS of `body` in fresh interpreters."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    times, rss = [], []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", _CHILD.format(body=body)], capture_output=True, text=True,
+                             env=env, check=True)
+        times.append((time.perf_counter() - t0) * 1e3)
+        rss.append(json.loads(out.stdout.strip().splitlines()[-1])["max_rss_mb"])
+    times.sort()
+    q = statistics.quantiles(times, n=5) if len(times) >= 2 else [times[0]] * 4
+    return Timing(ms=statistics.median(times), ms_p20=q[0], ms_p80=q[3], peak_mib=None), max(rss)
+
+
+def _cli(argv: list[str]) -> str:
+    return (f"from rcl_kernels.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n")
+
+
+def _kit_file(gt: GroundTruth, results: dict, folder: str) -> str:
+    from rcl_kernels.evaluation import thumos14_kit
+
+    ids = {name: cid for cid, name in thumos14_kit.read_class_list()}
+    path = os.path.join(folder, "detections.txt")
+    with open(path, "w") as fh:
+        for video, preds in results["results"].items():
+            for p in preds:
+                fh.write(f"{video} {p['segment'][0]:.1f} {p['segment'][1]:.1f} {ids[p['label']]} {p['score']:.2f}\n")
+    return path
+
+
+def cli_rows(cfg: BenchConfig, thumos, thumos_classes) -> list[dict]:
+    rows = []
+    reps = 3 if cfg.quick else 5
+    help_timing, help_rss = _fresh_process(_cli(["eval", "--help"]), reps)
+    rows.append(row("eval-cli", "cli-help", "rcl-kernels eval --help", "fresh process", help_timing, ours=True,
+                    dtype="-", max_rss_mb=help_rss))
+    floor, floor_rss = _fresh_process("import numpy", reps)
+    rows.append(row("eval-cli", "cli-help", "python -c 'import numpy' (floor)", "fresh process", floor, ours=False,
+                    dtype="-", max_rss_mb=floor_rss))
+    gt, pred = _case("cli-kit-file", thumos, thumos_classes, 60)
+    with tempfile.TemporaryDirectory() as folder:
+        argv = ["eval", "--ground-truth", "thumos14:test", "--predictions", _kit_file(gt, pred, folder),
+                "--protocol", "thumos14"]
+        timing, rss = _fresh_process("import contextlib, io\nwith contextlib.redirect_stdout(io.StringIO()):\n    "
+                                     + _cli(argv).replace("\n", "\n    "), reps)
+        rows.append(row("eval-cli", "cli-kit-file", "rcl-kernels eval", "fresh process", timing, ours=True,
+                        dtype="-", max_rss_mb=rss))
+        timing, rss = _fresh_process("import torch, rcl_kernels._extension, contextlib, io\n"
+                                     "with contextlib.redirect_stdout(io.StringIO()):\n    "
+                                     + _cli(argv).replace("\n", "\n    "), reps)
+        rows.append(row("eval-cli", "cli-kit-file", "same, after import torch + extension (before)", "fresh process",
+                        timing, ours=False, dtype="-", max_rss_mb=rss))
+    return rows
 
 
 def random_results(records, classes, per_video: int, seed: int) -> dict:
@@ -130,6 +212,23 @@ def run(cfg: BenchConfig) -> list[dict]:
         timing, skip = try_measure(lambda: detection_map(pred, gt), cfg, reps=reps, warmup=0)
         rows.append(row("diagnose", problem, "detection_map (same problem)", "DETAD", timing, ours=False,
                         dtype="float64", skipped=skip))
+
+    # Tie-heavy: how far DETAD's tie order moves the numbers, and what reproducing it costs.
+    gt, pred = _case("thumos-diag-ties", thumos, thumos_classes, 60)
+    for preds in pred["results"].values():
+        for p in preds:
+            p["score"] = round(p["score"], 2)
+    by_order = {ties: diagnose(pred, gt, "thumos14", ties=ties) for ties in ("detad", "input")}
+    for ties, result in by_order.items():
+        timing, skip = try_measure(lambda: diagnose(pred, gt, "thumos14", ties=ties), cfg, reps=min(cfg.reps, 3),
+                                   warmup=0)
+        other = by_order["input" if ties == "detad" else "detad"]
+        rows.append(row("diagnose", "thumos-diag-ties", f"ties={ties}", "DETAD", timing, ours=ties == "detad",
+                        dtype="float64", skipped=skip, limited_average_map_n=result.limited_average_map_n,
+                        limited_average_map_n_minus_other=result.limited_average_map_n - other.limited_average_map_n,
+                        largest_gain_difference=max(abs(result.average_map_gain[k] - other.average_map_gain[k])
+                                                    for k in result.average_map_gain)))
+    rows += cli_rows(cfg, thumos, thumos_classes)
     return rows
 
 

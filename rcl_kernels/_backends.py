@@ -8,7 +8,8 @@ from typing import Callable
 import torch
 
 from rcl_kernels._extension import has_kernel
-from rcl_kernels._triton_support import triton_usable
+from rcl_kernels._optional import missing_message
+from rcl_kernels._triton_support import TRITON_VERSION, triton_usable
 
 BACKENDS = ("auto", "reference", "cpu", "cuda", "triton")
 
@@ -60,6 +61,8 @@ class OpBackends:
             )
         if backend == "auto":
             return self.auto(device_type)
+        if backend == "triton" and TRITON_VERSION is None:
+            raise RuntimeError(missing_message("triton", f"{self.op_name}: backend 'triton'"))
         if backend not in self.available(device_type):
             raise RuntimeError(
                 f"{self.op_name}: backend {backend!r} is not available for {device_type} tensors "

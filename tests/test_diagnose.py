@@ -50,17 +50,42 @@ def ap_n(flags, npos, n):
     return interpolated_prec_rec(prec, rec)
 
 
-def detad_reference(preds, gts, classes, thresholds, n, bins, values):
-    """preds: [(video, label, score, (s, e))] (distinct scores); gts: [(video, label, (s, e))]."""
-    by_class = {c: sorted(range(len(preds)), key=lambda i: -preds[i][2]) for c in classes}
-    by_class = {c: [i for i in order if preds[i][1] == c] for c, order in by_class.items()}
-    npos = {c: sum(g[1] == c for g in gts) for c in classes}
+def ranked(rows, preds, ties):
+    """A class's predictions (indices, in the order held) from the best score down. "input": ties in
+    the order held; "detad": DETAD's np.argsort(scores)[::-1], numpy's own tie order reversed."""
+    if ties == "input":
+        return sorted(rows, key=lambda i: -preds[i][2])
+    return [rows[k] for k in np.argsort(np.array([preds[i][2] for i in rows], dtype=np.float64))[::-1]]
+
+
+def pandas_sorted(rows, preds, ties):
+    """rows by descending score as pandas' sort_values(ascending=False) leaves them under DETAD:
+    reverse, numpy argsort, reverse."""
+    if ties == "input":
+        return sorted(rows, key=lambda i: -preds[i][2])
+    backwards = rows[::-1]
+    up = np.argsort(np.array([preds[i][2] for i in backwards], dtype=np.float64))
+    return [backwards[k] for k in up][::-1]
+
+
+def limited_rows(rows, preds, n, ties):
+    """DETAD's _limit_prediction for one class (DataFrame.nlargest(n)): a sort when n covers them
+    all, else the n best by a stable sort."""
+    if ties == "input":
+        return ranked(rows, preds, ties)[:n]
+    if n >= len(rows):
+        return pandas_sorted(rows, preds, ties)
+    return sorted(rows, key=lambda i: -preds[i][2])[:n]
+
+
+def match(preds, gts, order_of_class, thresholds):
+    """{t: [matched ground truth or None per prediction]}: greedy in each class's order."""
     matched = {}
     for t in thresholds:
         m = [None] * len(preds)
-        for c in classes:
+        for c, order in order_of_class.items():
             lock = set()
-            for i in by_class[c]:
+            for i in order:
                 cands = [j for j, g in enumerate(gts) if g[0] == preds[i][0] and g[1] == c]
                 cands.sort(key=lambda j: -tiou(preds[i][3], gts[j][2]))
                 for j in cands:
@@ -72,17 +97,28 @@ def detad_reference(preds, gts, classes, thresholds, n, bins, values):
                     m[i] = j
                     break
         matched[t] = m
+    return matched
+
+
+def detad_reference(preds, gts, classes, thresholds, n, bins, values, ties="input"):
+    """preds: [(video, label, score, (s, e))]; gts: [(video, label, (s, e))]. ties: see ranked()."""
+    held = {c: [i for i in range(len(preds)) if preds[i][1] == c] for c in classes}
+    by_class = {c: ranked(held[c], preds, ties) for c in classes}
+    npos = {c: sum(g[1] == c for g in gts) for c in classes}
+    matched = match(preds, gts, by_class, thresholds)
     out = {}
     out["map_n"] = [np.mean([ap_n([matched[t][i] is not None for i in by_class[c]], npos[c], n) for c in classes])
                     for t in thresholds]
 
-    # False positives on the limited set.
-    limited = {c: by_class[c][:int(npos[c] * 10)] for c in classes}
+    # False positives on the limited set, which DETAD ranks and matches on its own.
+    limited_held = {c: limited_rows(held[c], preds, int(npos[c] * 10), ties) for c in classes}
+    limited = {c: ranked(limited_held[c], preds, ties) for c in classes}
+    lim_matched = match(preds, gts, limited, thresholds)
     types = {}
     for t in thresholds:
         for c in classes:
             for i in limited[c]:
-                if matched[t][i] is not None:
+                if lim_matched[t][i] is not None:
                     types[t, i] = 0
                     continue
                 cands = [j for j, g in enumerate(gts) if g[0] == preds[i][0]]
@@ -93,18 +129,27 @@ def detad_reference(preds, gts, classes, thresholds, n, bins, values):
                 best = max(ious)
                 same = gts[cands[ious.index(best)]][1] == preds[i][1]
                 types[t, i] = (1 if same else 2) if best >= t else (3 if same else 4) if best >= 0.1 else 5
-    base = np.mean([ap_n([matched[t][i] is not None for i in limited[c]], npos[c], n)
+    base = np.mean([ap_n([lim_matched[t][i] is not None for i in limited[c]], npos[c], n)
                     for t in thresholds for c in classes])
     out["limited_base"] = base
     out["gains"] = {}
     for code in range(1, 6):
-        aps = [ap_n([matched[t][i] is not None for i in limited[c] if types[t, i] != code], npos[c], n)
+        aps = [ap_n([lim_matched[t][i] is not None for i in limited[c] if types[t, i] != code], npos[c], n)
                for t in thresholds for c in classes]
         out["gains"][ERROR_TYPES[code]] = np.mean(aps) - base
     out["counts"] = [[sum(types[t, i] == e for c in classes for i in limited[c]) for e in range(6)] for t in thresholds]
+    # The profile's groups: DETAD sorts the whole limited frame (classes in order of first appearance
+    # in the ground truth) and then takes each class's rows in that order.
+    if ties == "input":
+        walked = limited
+    else:
+        first_seen = list(dict.fromkeys(g[1] for g in gts))
+        frame = [i for c in first_seen for i in limited_held[c]]
+        everything = pandas_sorted(frame, preds, ties)
+        walked = {c: [i for i in everything if preds[i][1] == c] for c in classes}
     profile = []
     for g in range(10):
-        members = [i for c in classes for i in limited[c][g * npos[c]:(g + 1) * npos[c]]]
+        members = [i for c in classes for i in walked[c][g * npos[c]:(g + 1) * npos[c]]]
         if not members:
             profile.append([math.nan] * 6)
             continue
@@ -112,7 +157,7 @@ def detad_reference(preds, gts, classes, thresholds, n, bins, values):
                         for e in range(6)])
     out["profile"] = profile
 
-    # Sensitivity and false negatives.
+    # Sensitivity and false negatives, on every prediction; a bin's AP walks each class in pandas' order.
     found = {}
     for t in thresholds:
         found[t] = set()
@@ -124,6 +169,7 @@ def detad_reference(preds, gts, classes, thresholds, n, bins, values):
                 r = tp / npos[c]
                 if hit and r * n / (r * n + fp) > 0.05:
                     found[t].add(matched[t][i])
+    walk = {c: pandas_sorted(held[c], preds, ties) for c in classes}
     out["sensitivity"], out["false_negative"] = {}, {}
     for name, b in bins.items():
         gt_bin = [b.labels[k] if k >= 0 else None for k in b.assign(values[name])]
@@ -137,8 +183,8 @@ def detad_reference(preds, gts, classes, thresholds, n, bins, values):
                 npos_bin = sum(gts[j][1] == c for j in members)
                 if npos_bin == 0:
                     continue
-                kept = [i for i in by_class[c] if all(matched[t][i] is None or gt_bin[matched[t][i]] == label
-                                                      for t in thresholds)]
+                kept = [i for i in walk[c] if all(matched[t][i] is None or gt_bin[matched[t][i]] == label
+                                                  for t in thresholds)]
                 per_class.append(np.mean([ap_n([matched[t][i] is not None for i in kept], npos_bin, n)
                                           for t in thresholds]))
             out["sensitivity"][name][label] = np.mean(per_class)
@@ -303,15 +349,7 @@ BINS = {"length": Bins((0.0, 5.0, 12.0, np.inf), ("S", "M", "L")),
         "num-instances": Bins((-1.0, 1.0, 2.0, np.inf), ("XS", "S", "M"))}
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_matches_detad_loop_transcription(seed):
-    preds, gts, classes, durations = random_case(seed)
-    thresholds = [0.3, 0.5, 0.7]
-    gt = ground_truth_of(gts, classes, durations)
-    d = diagnose(as_results(preds), gt, "activitynet", tiou_thresholds=thresholds, bins=BINS)
-    n = len(gts) // len(classes)
-    ref = detad_reference(preds, gts, classes, thresholds, n, BINS, instance_characteristics(gt))
-    assert d.average_instances == n
+def assert_matches_reference(d, ref):
     np.testing.assert_allclose(d.map_n, ref["map_n"], rtol=0, atol=1e-12)
     assert d.limited_average_map_n == pytest.approx(ref["limited_base"], abs=1e-12)
     assert d.false_positive_counts.tolist() == ref["counts"]
@@ -324,6 +362,93 @@ def test_matches_detad_loop_transcription(seed):
         for k in got:
             assert got[k] == pytest.approx(ref["sensitivity"][name][k], abs=1e-12)
         assert d.false_negative[name] == pytest.approx(ref["false_negative"][name], abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_detad_loop_transcription(seed):
+    preds, gts, classes, durations = random_case(seed)
+    thresholds = [0.3, 0.5, 0.7]
+    gt = ground_truth_of(gts, classes, durations)
+    d = diagnose(as_results(preds), gt, "activitynet", tiou_thresholds=thresholds, bins=BINS)
+    n = len(gts) // len(classes)
+    ref = detad_reference(preds, gts, classes, thresholds, n, BINS, instance_characteristics(gt))
+    assert d.average_instances == n
+    assert_matches_reference(d, ref)
+
+
+# -- equal scores: input order, or DETAD's unstable sorts --------------------------------------------
+
+def tie_case(seed):
+    """random_case's layout with 4 score levels (ties everywhere) and a class with one instance and
+    more than 10 predictions (DETAD's nlargest selects rather than sorts)."""
+    preds, gts, classes, durations = random_case(seed)
+    rng = np.random.default_rng(1000 + seed)
+    preds = [(v, c, float(rng.integers(1, 5)) / 5, seg) for v, c, _, seg in preds]
+    gts = gts + [("v3", "z", (10.0, 20.0))]
+    preds += [("v3", "z", float(rng.integers(1, 3)) / 4, (10.0 + k, 20.0 + k)) for k in range(14)]
+    # in the order as_results lays them out (video by video), which is the order diagnose holds them
+    preds = [p for v in dict.fromkeys(p[0] for p in preds) for p in preds if p[0] == v]
+    return preds, gts, tuple(sorted({g[1] for g in gts})), durations
+
+
+@pytest.mark.parametrize("ties", ["input", "detad"])
+@pytest.mark.parametrize("seed", range(4))
+def test_ties_match_the_loop_transcription(seed, ties):
+    preds, gts, classes, durations = tie_case(seed)
+    assert len({p[2] for p in preds}) < len(preds) // 4  # tie-heavy
+    thresholds = [0.3, 0.5, 0.7]
+    gt = ground_truth_of(gts, classes, durations)
+    d = diagnose(as_results(preds), gt, "activitynet", tiou_thresholds=thresholds, bins=BINS, ties=ties)
+    n = len(gts) // len(classes)
+    assert_matches_reference(d, detad_reference(preds, gts, classes, thresholds, n, BINS, instance_characteristics(gt),
+                                                ties=ties))
+
+
+def test_detad_tie_order_changes_the_numbers():
+    # Why diagnose differs from DETAD on tie-heavy input (CBR's THUMOS14 file: 497 of 12,653 share a
+    # score with another of their class): the two orders give different AP_N on the same input.
+    preds, gts, classes, durations = tie_case(0)
+    gt = ground_truth_of(gts, classes, durations)
+    kwargs = dict(tiou_thresholds=[0.3, 0.5, 0.7], bins=BINS)
+    by_input = diagnose(as_results(preds), gt, "activitynet", **kwargs)
+    by_detad = diagnose(as_results(preds), gt, "activitynet", ties="detad", **kwargs)
+    assert by_input.false_positive_counts.sum() == by_detad.false_positive_counts.sum()
+    assert abs(by_input.limited_average_map_n - by_detad.limited_average_map_n) > 1e-4
+
+
+def test_tied_true_and_false_positive_by_hand():
+    # One instance, N = 1; a true positive and a background error with the same score, in that order.
+    # Input order: the TP first, precision 1 -> AP_N 1. DETAD: np.argsort([s, s]) is [0, 1] (any sort
+    # leaves two equal keys in place), reversed -> the FP first, precision 1 x 1 / (1 x 1 + 1) at the TP.
+    assert np.argsort(np.array([0.5, 0.5])).tolist() == [0, 1]
+    gt = ground_truth_of([("v", "a", (0.0, 10.0))], ("a",), {"v": 100.0})
+    preds = [("v", "a", 0.5, (0.0, 10.0)), ("v", "a", 0.5, (50.0, 60.0))]
+    for ties, expected in (("input", 1.0), ("detad", 0.5)):
+        d = diagnose(as_results(preds), gt, "activitynet", tiou_thresholds=[0.5], ties=ties)
+        assert d.map_n.tolist() == [expected] and d.limited_average_map_n == expected
+        assert d.average_map_gain["Background Err"] == 1.0 - expected
+    with pytest.raises(ValueError, match="ties must be one of"):
+        diagnose(as_results(preds), gt, "activitynet", ties="stable")
+
+
+def test_diagnose_command_ties(tmp_path, capsys):
+    gt = {"database": {"v": {"subset": "validation", "duration": 100.0,
+                             "annotations": [{"label": "a", "segment": [0.0, 10.0]}]}}}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    preds = [("v", "a", 0.5, (0.0, 10.0)), ("v", "a", 0.5, (50.0, 60.0))]
+    (tmp_path / "pred.json").write_text(json.dumps({"results": as_results(preds)}))
+    args = ["diagnose", "--dataset", "activitynet", "--ground-truth", str(tmp_path / "gt.json"),
+            "--predictions", str(tmp_path / "pred.json"), "--tiou", "0.5"]
+    assert main(args) == 0 and "average-mAP_N 100.00" in capsys.readouterr().out
+    assert main(args + ["--ties", "detad"]) == 0 and "average-mAP_N 50.00" in capsys.readouterr().out
+
+
+def test_distinct_scores_give_the_same_numbers_in_both_orders():
+    preds, gts, classes, durations = random_case(2)
+    gt = ground_truth_of(gts, classes, durations)
+    a = diagnose(as_results(preds), gt, "activitynet", tiou_thresholds=[0.3, 0.5], bins=BINS).to_dict()
+    b = diagnose(as_results(preds), gt, "activitynet", tiou_thresholds=[0.3, 0.5], bins=BINS, ties="detad").to_dict()
+    assert a == b
 
 
 # -- characteristics and bins -------------------------------------------------------------------------

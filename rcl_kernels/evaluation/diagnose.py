@@ -33,8 +33,12 @@ False negatives (false_negative_analysis.py): AP_N evaluated with minimum precis
 positive at a rank whose normalized precision is <= 0.05 no longer matches); a bin's false-negative
 rate is its unmatched instances / its instances, averaged over the thresholds.
 
-Where DETAD's order is unspecified (numpy quicksort of equal scores or tIoUs) the order here is the
-input order. Differences from DETAD, each where DETAD fails: a class without predictions gets AP 0
+Equal scores: DETAD sorts with numpy's and pandas' default sorts, which are not stable, so the
+order of ties (and with it AP_N, whenever a tie holds a true and a false positive) depends on
+the numpy version and the CPU. ties="input" (the default) ranks ties in input order on every
+machine; ties="detad" makes DETAD's own sort calls (rcl_kernels.evaluation.detad_order) and so
+reproduces its numbers in the environment DETAD runs in. Equal tIoUs go by annotation order.
+Other differences from DETAD, each where DETAD fails: a class without predictions gets AP 0
 (DETAD raises in get_group); every prediction on a video without ground truth is a background error
 (DETAD's loop, after the first such prediction, compares the others with the previous video's
 ground truth, since it does not reset its cached group).
@@ -57,6 +61,14 @@ from rcl_kernels.evaluation._groups import (
     segmented_suffix_max,
 )
 from rcl_kernels.evaluation.activitynet import activitynet_matches
+from rcl_kernels.evaluation.detad_order import (
+    TIE_ORDERS,
+    detad_limited,
+    detad_profile_positions,
+    detad_ranking,
+    pandas_descending,
+    per_class,
+)
 from rcl_kernels.evaluation.characteristics import (
     DETAD_BINS,
     DETAD_BUCKET_ORDER,
@@ -155,7 +167,11 @@ class _Ranked:
     @classmethod
     def of(cls, label: np.ndarray, score_order: np.ndarray, num_classes: int) -> _Ranked:
         """From the predictions' labels and their descending-score order (a subset of indices)."""
-        order = score_order[np.argsort(label[score_order], kind="stable")]
+        return cls.of_ranking(label, score_order[np.argsort(label[score_order], kind="stable")], num_classes)
+
+    @classmethod
+    def of_ranking(cls, label: np.ndarray, order: np.ndarray, num_classes: int) -> _Ranked:
+        """From prediction indices already in (class, rank) order."""
         ranked_cls = label[order]
         return cls(order, ranked_cls, np.searchsorted(ranked_cls, np.arange(num_classes)), num_classes)
 
@@ -244,7 +260,7 @@ def _clean_ground_truth(gt: GroundTruth, characteristics: dict[str, np.ndarray])
 def diagnose(predictions, ground_truth, dataset: str = "activitynet", *, tiou_thresholds=None,
              bins: Mapping[str, Bins] | None = None, extra_characteristics=None,
              average_instances: float | None = None, subset: str | None = None,
-             class_list=None, reversed: str = "error") -> Diagnosis:
+             class_list=None, reversed: str = "error", ties: str = "input") -> Diagnosis:
     """DETAD's false-positive, sensitivity and false-negative analyses (module docstring).
 
     predictions, ground_truth: any form detection_map takes (detections on videos without ground
@@ -255,7 +271,11 @@ def diagnose(predictions, ground_truth, dataset: str = "activitynet", *, tiou_th
     extra_characteristics: a DETAD extra-characteristics json (path or object): its fields
         (agreement, context-size, ...) and values win over the computed ones.
     average_instances: N of AP_N (default DETAD's integer len(ground truth) // classes).
+    ties: order of equal scores, "input" (the same on every machine) or "detad" (DETAD's own
+        unstable sorts, as numpy sorts here; module docstring).
     """
+    if ties not in TIE_ORDERS:
+        raise ValueError(f"ties must be one of {TIE_ORDERS}, got {ties!r}")
     if dataset not in DETAD_BINS:
         raise ValueError(f"dataset must be one of {sorted(DETAD_BINS)}, got {dataset!r}")
     thresholds = DETAD_TIOU_THRESHOLDS[dataset] if tiou_thresholds is None else \
@@ -264,6 +284,8 @@ def diagnose(predictions, ground_truth, dataset: str = "activitynet", *, tiou_th
     det = load_detections(predictions, gt, unknown_videos="false_positive", reversed=reversed, class_list=class_list)
     extra = read_extra_characteristics(extra_characteristics, gt) if extra_characteristics is not None else None
     evaluated = gt.num_instances > 0
+    labels_seen, first_seen = np.unique(gt.label, return_index=True)
+    detad_class_order = labels_seen[np.argsort(first_seen)]  # DETAD numbers classes as the ground truth shows them
     gt, values, num_removed = _clean_ground_truth(gt, instance_characteristics(gt, extra))
     C = len(gt.classes)
     npos = gt.num_instances
@@ -276,8 +298,12 @@ def diagnose(predictions, ground_truth, dataset: str = "activitynet", *, tiou_th
         return ap[:, evaluated].mean(axis=1) if evaluated.any() else np.full(len(ap), np.nan)
 
     # Every prediction: the base mAP_N, sensitivity and false negatives.
-    score_order = descending_score_order(det.score)
-    everything = _Ranked.of(det.label, score_order, C)
+    if ties == "detad":
+        everything = _Ranked.of_ranking(det.label, detad_ranking(det.score, det.label, np.arange(len(det)), C), C)
+        score_order = everything.order
+    else:
+        score_order = descending_score_order(det.score)
+        everything = _Ranked.of(det.label, score_order, C)
     matched = activitynet_matches(det, gt, thresholds, score_order)[:, everything.order]
     tp = matched >= 0
     ap, survivors = normalized_ap(everything, tp, npos, n, min_precision=FALSE_NEGATIVE_MIN_PRECISION)
@@ -285,6 +311,15 @@ def diagnose(predictions, ground_truth, dataset: str = "activitynet", *, tiou_th
     k, p = np.nonzero(survivors)
     found = np.zeros((len(thresholds), len(gt.label)), dtype=bool)
     found[k, matched[k, p]] = True
+
+    if ties == "detad":  # DETAD's sensitivity AP walks a class in pandas' order, its matches in argsort's
+        walk = per_class(det.label, np.arange(len(det)), np.arange(C), lambda rows: pandas_descending(rows, det.score))
+        sensitivity_ranked = _Ranked.of_ranking(det.label, walk, C)
+        where = np.empty(len(det), dtype=np.int64)
+        where[everything.order] = np.arange(len(everything.order))
+        to_walk = where[walk]
+    else:
+        sensitivity_ranked, to_walk = everything, slice(None)
 
     sensitivity, false_negative = {}, {}
     for name, b in bins.items():
@@ -303,20 +338,25 @@ def diagnose(predictions, ground_truth, dataset: str = "activitynet", *, tiou_th
                 continue
             elsewhere = ~(unmatched | ((lowest == i) & (highest == i)))
             npos_bin = np.bincount(gt.label[in_bin], minlength=C)
-            ap_bin = normalized_ap(everything, tp, npos_bin, n, elsewhere)
+            ap_bin = normalized_ap(sensitivity_ranked, tp[:, to_walk], npos_bin, n, elsewhere[to_walk])
             sensitivity[name][label] = float(np.nanmean(ap_bin.mean(axis=0)[npos_bin > 0]))
             false_negative[name][label] = float(np.mean(1.0 - found[:, in_bin].sum(axis=1) / in_bin.sum()))
 
-    # The limited set: each class's best LIMIT_FACTOR x (its instances) predictions. Matching is greedy
-    # by score inside a class, so the kept predictions match as they did among all of them.
-    position = np.arange(len(everything.order)) - everything.starts[everything.cls]
-    in_limit = (npos[everything.cls] > 0) & (position < np.floor(npos[everything.cls] * LIMIT_FACTOR))
-    lim_order = everything.order[in_limit]
+    # The limited set: each class's best LIMIT_FACTOR x (its instances) predictions.
+    if ties == "detad":
+        held = detad_limited(det.score, det.label, npos, LIMIT_FACTOR)
+        lim_order = detad_ranking(det.score, det.label, held, C)
+    else:
+        position = np.arange(len(everything.order)) - everything.starts[everything.cls]
+        in_limit = (npos[everything.cls] > 0) & (position < np.floor(npos[everything.cls] * LIMIT_FACTOR))
+        lim_order = everything.order[in_limit]
     lim_det = dataclasses.replace(det, video=det.video[lim_order], label=det.label[lim_order],
                                   segments=det.segments[lim_order], score=det.score[lim_order])
-    lim_ranked = _Ranked(np.arange(len(lim_order)), lim_det.label,
-                         np.searchsorted(lim_det.label, np.arange(C)), C)  # already in ranked order
-    lim_matched = matched[:, in_limit]
+    lim_ranked = _Ranked.of_ranking(lim_det.label, np.arange(len(lim_order)), C)  # already in ranked order
+    if ties == "detad":  # DETAD matches the limited set on its own, in its own order of ties
+        lim_matched = activitynet_matches(lim_det, gt, thresholds, lim_ranked.order)
+    else:  # matching is greedy by score inside a class: the kept predictions match as among all of them
+        lim_matched = matched[:, in_limit]
     lim_tp = lim_matched >= 0
     types = false_positive_types(lim_matched, lim_det, gt, thresholds)
     base = float(class_mean(normalized_ap(lim_ranked, lim_tp, npos, n)).mean())
@@ -327,7 +367,11 @@ def diagnose(predictions, ground_truth, dataset: str = "activitynet", *, tiou_th
     counts = np.stack([np.bincount(row, minlength=len(ERROR_TYPES)) for row in types]) if len(thresholds) else \
         np.zeros((0, len(ERROR_TYPES)), dtype=np.int64)
 
-    group = position[in_limit] // np.maximum(npos[lim_det.label], 1)
+    if ties == "detad":
+        lim_position = detad_profile_positions(det.score, det.label, held, detad_class_order)[lim_order]
+    else:
+        lim_position = position[in_limit]
+    group = lim_position // np.maximum(npos[lim_det.label], 1)
     profile = np.full((LIMIT_FACTOR, len(ERROR_TYPES)), np.nan)
     for g in range(LIMIT_FACTOR):
         members = group == g

@@ -6,9 +6,11 @@ import argparse
 import json
 import sys
 
+from rcl_kernels._optional import MissingOptionalDependency, require
 from rcl_kernels.data.annotations import AnnotationError
 from rcl_kernels.evaluation.characteristics import DETAD_BINS
 from rcl_kernels.evaluation.command import add_input_arguments, ground_truth_from_args
+from rcl_kernels.evaluation.detad_order import TIE_ORDERS
 from rcl_kernels.evaluation.diagnose import diagnose
 
 
@@ -22,18 +24,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a DETAD extra-characteristics file (agreement, context size and distance, ...)")
     parser.add_argument("--average-instances", type=float, metavar="N",
                         help="N of the normalized AP (default: DETAD's instances // classes)")
+    parser.add_argument("--ties", choices=TIE_ORDERS, default="input",
+                        help="order of equal scores: input order, the same on every machine (default), or detad: "
+                             "DETAD's own unstable numpy/pandas sorts, which reproduce its numbers where it runs")
     parser.add_argument("--output", metavar="DIR", help="write the three figures here (PNG and PDF)")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers to this json file")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.output:  # before the analysis, not after it
+            require("matplotlib.figure", "rcl-kernels diagnose --output")
         gt = ground_truth_from_args(args)
         result = diagnose(args.predictions, gt, args.dataset, tiou_thresholds=args.tiou,
                           extra_characteristics=args.extra_characteristics,
                           average_instances=args.average_instances, class_list=args.class_list,
-                          reversed=args.reversed or ("swap" if args.dataset == "thumos14" else "error"))
-    except (AnnotationError, FileNotFoundError, ValueError) as exc:
+                          reversed=args.reversed or ("swap" if args.dataset == "thumos14" else "error"),
+                          ties=args.ties)
+    except (AnnotationError, FileNotFoundError, ValueError, MissingOptionalDependency) as exc:
         print(f"rcl-kernels diagnose: error: {exc}", file=sys.stderr)
         return 2
     print(result.table())

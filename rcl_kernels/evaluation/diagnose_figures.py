@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from matplotlib.figure import Figure  # the object API: no pyplot state, no backend choice imposed
 
+from rcl_kernels._optional import require
 from rcl_kernels.evaluation.diagnose import ERROR_TYPES, Diagnosis
+
+# The object API: no pyplot state, no backend choice imposed.
+Figure = require("matplotlib.figure", "DETAD's figures (rcl_kernels.evaluation.diagnose_figures)").Figure
 
 # DETAD's colours: characteristics (sensitivity, false negatives) and error types.
 CHARACTERISTIC_COLORS = {"context-size": "#7fc97f", "context-distance": "#beaed4", "agreement": "#fdc086",
