@@ -13,7 +13,9 @@ from tolerances import assert_close_to_reference, max_abs_err
 import rcl_kernels
 from rcl_kernels import AnchorScorer, score_anchors
 from rcl_kernels._vocabulary import COORD_FEATURES
+from rcl_kernels._backends import FLOAT_DTYPES, registered_backends
 from rcl_kernels.ops.score_anchors import SCORE_ANCHORS_BACKENDS
+from rcl_kernels.triton import score_anchors as triton_score_anchors
 from rcl_kernels.reference.score_anchors import (
     coordinate_features,
     score_anchors_reference,
@@ -174,6 +176,22 @@ def test_folded_launch_grids(backend):
     tensors, kw = make_problem(B=2, C=3, T=33, N=2, K=33, H=12, O=2)
     kw.update(samples_per_point=2, context=0.25)
     check_against_reference(backend, tensors, kw)
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_triton_outputs_beyond_the_fused_limit(monkeypatch, dtype):
+    """More outputs than the forward kernel's fused second layer holds (O = 37 against a limit of
+    16 here; 64 on a GPU): the kernel stops at the pre-activation and the second layer runs as
+    a library matmul, with and without a gradient; O = 16 stays fused."""
+    monkeypatch.setattr(triton_score_anchors, "FUSED_OUTPUT_LIMIT", 16)
+    assert not triton_score_anchors.fused_output(37) and triton_score_anchors.fused_output(16)
+    for O in (37, 16):
+        tensors, kw = make_problem(B=2, C=5, T=19, N=3, K=23, H=20, O=O, dtype=dtype)
+        kw["activation"] = "gelu"
+        check_against_reference("triton", tensors, kw, grads=dtype == torch.float32)
+        with torch.no_grad():
+            check_against_reference("triton", tensors, kw, grads=False)
 
 
 def grid_segments(T, max_length, device=DEVICE):
@@ -438,6 +456,29 @@ def test_info_reports_the_op():
     report = rcl_kernels.info(file=False)
     entry = report["ops"]["score_anchors"]["cpu"]
     assert entry["auto"] == "cpu" and "reference" in entry["available"]
+
+
+@pytest.mark.skipif(not triton_score_anchors.AVAILABLE, reason="needs the triton package")
+def test_auto_on_cuda_never_picks_a_backend_that_cannot_run_the_input():
+    """Asked about CUDA tensors without running anything (and without initialising CUDA): Triton
+    for the 16- and 32-bit floats it takes, never for float64 (it raises TypeError there; float64
+    BoundaryMatching.project used to fail on CUDA only), nor for a shape it cannot launch."""
+    cuda = torch.device("cuda")
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        assert SCORE_ANCHORS_BACKENDS.resolve("auto", cuda, dtype) == "triton"
+    assert SCORE_ANCHORS_BACKENDS.resolve("auto", cuda, torch.float64) == "reference"
+    assert not triton_score_anchors.launchable(2**16, 2**8, 2**7)
+    assert SCORE_ANCHORS_BACKENDS.resolve("auto", cuda, torch.float32, ("triton",)) == "reference"
+    # every op: auto picks, per dtype, a backend whose dtype list holds that dtype
+    for name, table in registered_backends().items():
+        for device_type in ("cpu", "cuda"):
+            for dtype in FLOAT_DTYPES:
+                chosen = table.auto(device_type, dtype)
+                assert chosen in table.available(device_type) and table.runs(chosen, dtype), (name, dtype)
+    report = rcl_kernels.info(file=False)["ops"]["score_anchors"]["cuda"]["auto_by_dtype"]
+    assert report == {"float16": "triton", "bfloat16": "triton", "float32": "triton", "float64": "reference"}
+    if not torch.cuda.is_available():
+        assert not torch.cuda.is_initialized()
 
 
 def test_coordinate_features_definition():

@@ -183,7 +183,7 @@ def soft_nms(
         The outputs are not differentiable.
     """
     check_soft_nms_args(segments, scores, labels, lengths, method, sigma, iou_threshold, min_score, top_k, width_gate)
-    chosen = SOFT_NMS_BACKENDS.resolve(backend, segments.device)
+    chosen = SOFT_NMS_BACKENDS.resolve(backend, segments.device, segments.dtype)
     batched = segments.dim() == 3
     if not batched:
         segments, scores = segments[None], scores[None]

@@ -181,7 +181,7 @@ def fwd_kernel(
     g_ptr, seg_ptr, wc_ptr, b1_ptr, w2_ptr, b2_ptr, out_ptr, hid_ptr,
     K, T, H, O, N, S, context, num_steps,
     PADDING: tl.constexpr, NUM_COORD: tl.constexpr, ACTIVATION: tl.constexpr,
-    SAVE_HIDDEN: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
+    SAVE_HIDDEN: tl.constexpr, FUSE_OUTPUT: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_K: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_O: tl.constexpr,
 ):
     """out[b, k] = W2 act(sum_n A_n G[b, :, n] + Wc phi + b1) + b2 for BLOCK_K segments of video b.
@@ -190,6 +190,12 @@ def fwd_kernel(
     b1: (H,) float32; w2: (O, H); b2: (O,) float32; out: (B, K, O); hid: (B, K, H), the
     pre-activation, written when SAVE_HIDDEN. All contiguous. Offsets inside one video or
     tile are 32-bit (the launcher checks T N H < 2**31); per-video bases are 64-bit.
+
+    FUSE_OUTPUT: the second layer is done here, into a [BLOCK_K, BLOCK_O >= O] accumulator
+    held in registers for the whole program; the launcher does this only for O up to
+    FUSED_OUTPUT_LIMIT. Without it the kernel stops at the pre-activation (SAVE_HIDDEN must be
+    set) and the launcher applies act and W2 as one library matmul: no hidden unit is computed
+    twice, at the price of writing and reading (B, K, H) once.
     """
     b, k0 = _video_and_tile(tl.program_id(0), K, BLOCK_K)
     local = tl.arange(0, BLOCK_K)
@@ -201,7 +207,8 @@ def fwd_kernel(
     offs_o = tl.arange(0, BLOCK_O)
     mask_o = offs_o < O
     dtype = g_ptr.dtype.element_ty
-    out_acc = tl.zeros((BLOCK_K, BLOCK_O), dtype=tl.float32)
+    if FUSE_OUTPUT:
+        out_acc = tl.zeros((BLOCK_K, BLOCK_O), dtype=tl.float32)
     nan_rows = _nan_rows(win_a, win_b, N, S, NS)
     for h0 in range(0, H, BLOCK_H):
         offs_h = h0 + tl.arange(0, BLOCK_H)
@@ -231,13 +238,15 @@ def fwd_kernel(
         if SAVE_HIDDEN:
             tl.store(hid_ptr + row0 * H + (local[:, None] * H + offs_h[None, :]), hidden,
                      mask=mask_k[:, None] & mask_h[None, :])
-        act = _activate(hidden.to(tl.float32), ACTIVATION).to(dtype)
-        w2t = tl.load(w2_ptr + offs_o[None, :] * H + offs_h[:, None],
-                      mask=mask_h[:, None] & mask_o[None, :], other=0.0)  # [BLOCK_H, BLOCK_O]
-        out_acc = _mma(act, w2t, out_acc, PREC, UPCAST)
-    out_acc += tl.load(b2_ptr + offs_o, mask=mask_o, other=0.0)[None, :]
-    tl.store(out_ptr + row0 * O + (local[:, None] * O + offs_o[None, :]), out_acc.to(out_ptr.dtype.element_ty),
-             mask=mask_k[:, None] & mask_o[None, :])
+        if FUSE_OUTPUT:
+            act = _activate(hidden.to(tl.float32), ACTIVATION).to(dtype)
+            w2t = tl.load(w2_ptr + offs_o[None, :] * H + offs_h[:, None],
+                          mask=mask_h[:, None] & mask_o[None, :], other=0.0)  # [BLOCK_H, BLOCK_O]
+            out_acc = _mma(act, w2t, out_acc, PREC, UPCAST)
+    if FUSE_OUTPUT:
+        out_acc += tl.load(b2_ptr + offs_o, mask=mask_o, other=0.0)[None, :]
+        tl.store(out_ptr + row0 * O + (local[:, None] * O + offs_o[None, :]), out_acc.to(out_ptr.dtype.element_ty),
+                 mask=mask_k[:, None] & mask_o[None, :])
 
 
 @triton.jit

@@ -93,16 +93,45 @@ def _projection_weights(w1: torch.Tensor, C: int, N: int) -> torch.Tensor:
     return w1[:, : C * N].reshape(H, C, N).permute(1, 2, 0).reshape(C, N * H)
 
 
+def launchable(T: int, N: int, H: int) -> bool:
+    """Whether the kernels can take a video of T steps, N points and H hidden units: offsets
+    inside one video's (T, N, H) projected features are 32-bit."""
+    return T * N * H < 2**31
+
+
 def _project(features: torch.Tensor, w1: torch.Tensor, N: int) -> tuple[torch.Tensor, torch.Tensor]:
     """G (B, T, N, H) = sum_c F[b, c, t] W1[h, c N + n], contiguous, in the features' dtype (a
     PyTorch matmul: float32 accumulation, TF32 as the user's torch flags say), and F as (B, T, C)."""
     B, C, T = features.shape
     H = w1.shape[0]
-    if T * N * H >= 2**31:
+    if not launchable(T, N, H):
         raise ValueError(f"score_anchors: backend 'triton' needs T * num_samples * hidden < 2**31 per video, "
                          f"got {T} * {N} * {H}")
     f_tc = features.transpose(1, 2)
     return torch.matmul(f_tc, _projection_weights(w1, C, N)).view(B, T, N, H), f_tc
+
+
+# The most outputs the forward kernel computes itself. Its second-layer accumulator is
+# [BLOCK_K, BLOCK_O >= O] float32 for the whole program: at O = 128 every config spills
+# (248-284 B), at O = 512 by 6-16 KB, and above 512 the tiles need more shared memory than a
+# Hopper block has (ptxas for sm_90, tests/triton_hopper_compile.py). Above the limit the kernel
+# stops at the pre-activation and the second layer is one library matmul (see fused_output).
+FUSED_OUTPUT_LIMIT = 64
+
+
+def fused_output(O: int) -> bool:
+    """Whether the forward kernel applies the second layer itself (O <= FUSED_OUTPUT_LIMIT).
+    Otherwise it writes the (B, K, H) pre-activation and act + W2 run as a PyTorch matmul: no
+    hidden unit computed twice (tiling O over programs would recompute the whole first layer,
+    by far the larger part, once per O tile), for one extra write and read of (B, K, H) in the
+    features' dtype when no gradient is needed (with one, the kernel saves it anyway)."""
+    return O <= FUSED_OUTPUT_LIMIT
+
+
+def output_block(O: int) -> int:
+    """BLOCK_O of the forward kernel: the output tile when fused (the smallest power of two >= O
+    that tl.dot takes), the smallest tile otherwise (unused)."""
+    return _pow2_at_least(O, 16) if fused_output(O) else 16
 
 
 def _forward_impl(features, segments, w1, b1, w2, b2, num_samples, samples_per_point, context, padding,
@@ -111,8 +140,9 @@ def _forward_impl(features, segments, w1, b1, w2, b2, num_samples, samples_per_p
     K = segments.shape[1]
     H, O = w1.shape[0], w2.shape[0]
     N = num_samples
+    fuse = fused_output(O)
     out = features.new_empty((B, K, O))
-    hidden = features.new_empty((B, K, H) if save_hidden else (0,))
+    hidden = features.new_empty((B, K, H) if save_hidden or not fuse else (0,))
     if out.numel() == 0 and hidden.numel() == 0:
         return out, hidden
     projected, _ = _project(features, w1, N)
@@ -122,9 +152,14 @@ def _forward_impl(features, segments, w1, b1, w2, b2, num_samples, samples_per_p
         projected, segments.contiguous(), w1_coord, b1.float().contiguous(), w2.contiguous(),
         b2.float().contiguous(), out, hidden, K, T, H, O, N, samples_per_point, float(context), float(num_steps),
         PADDING=PADDING_CODES[padding], NUM_COORD=COORD_FEATURES[coord_features],
-        ACTIVATION=ACTIVATION_CODES[activation], SAVE_HIDDEN=save_hidden, BLOCK_O=_pow2_at_least(O, 16),
-        **_precision(features.dtype, features.device),
+        ACTIVATION=ACTIVATION_CODES[activation], SAVE_HIDDEN=save_hidden or not fuse, FUSE_OUTPUT=fuse,
+        BLOCK_O=output_block(O), **_precision(features.dtype, features.device),
     )
+    if not fuse:
+        # Linear2 as the reference applies it: in the features' dtype, float32 accumulation.
+        out = torch.nn.functional.linear(_activation_forward(hidden, activation), w2, b2)
+        if not save_hidden:
+            hidden = features.new_empty((0,))
     return out, hidden
 
 
