@@ -481,6 +481,27 @@ def test_auto_on_cuda_never_picks_a_backend_that_cannot_run_the_input():
         assert not torch.cuda.is_initialized()
 
 
+@pytest.mark.parametrize("O", [2, 128, 200, 512, 1024])
+def test_triton_launch_plans_bound_the_work(O):
+    """The launch plans of the Triton kernels (what the size matrix prints) at the sizes users
+    run: a grid the launchers would launch, and every lane evaluated within 2x of the work
+    needed for the forward and the segment backward. The projected backward's time tiles are
+    up to twice a segment tile's reach in two float32 candidates: up to 3.1x there."""
+    for H in (128, 256, 512):
+        for K in (10_000, 30_000, 100_000):
+            for dtype, tf32 in ((torch.float32, False), (torch.float32, True), (torch.bfloat16, False),
+                                (torch.float16, False)):
+                plans = triton_score_anchors.score_anchors_launch_plans(16, 1000, K, 32, H, O, dtype, S=3, tf32=tf32,
+                                                                        all_configs=True)
+                assert {p.kernel for p in plans} == {"fwd_kernel", "bwd_projected_kernel", "bwd_segments_kernel"}
+                for plan in plans:
+                    assert 0 < plan.blocks < 2**31 and plan.threads_per_block in (128, 256)
+                    bound = 3.1 if plan.kernel == "bwd_projected_kernel" else 2.0
+                    assert 1.0 <= plan.work_ratio <= bound, (plan, H, K, dtype, tf32)
+                forward = plans[0]
+                assert ("second layer by torch" in forward.note) == (O > triton_score_anchors.FUSED_OUTPUT_LIMIT)
+
+
 def test_coordinate_features_definition():
     segments = torch.tensor([[[2.0, 6.0]]])
     assert torch.equal(coordinate_features(segments, "ses", 8.0), torch.tensor([[[0.25, 0.75, 0.5]]]))

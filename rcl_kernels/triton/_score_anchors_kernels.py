@@ -51,6 +51,7 @@ import triton.language as tl
 
 # The SoI op's own Triton helpers: make_tap of csrc/segment_interp_common.h on vectors, and
 # the correctly rounded sub-sample fraction, so both ops sample identically.
+from rcl_kernels.triton._score_anchors_tiles import FWD_CONFIGS, PROJECTED_CONFIGS, SEGMENTS_CONFIGS
 from rcl_kernels.triton._segment_interp_kernels import _div_rn, _sample_fraction, _taps
 
 # What _point_matrix builds for point n: the interpolation weights A_n[k, t], or their
@@ -58,20 +59,6 @@ from rcl_kernels.triton._segment_interp_kernels import _div_rn, _sample_fraction
 WEIGHTS = tl.constexpr(0)
 D_START = tl.constexpr(1)
 D_END = tl.constexpr(2)
-
-# GPU tile candidates (BLOCK_K, BLOCK_T, BLOCK_H, warps, stages) for the autotuner, per tl.dot
-# precision. "tf32" (also 16-bit operands): the M = 64 tiles get wgmma instructions. "ieee"
-# (float32 without TF32): tl.dot runs on the FMA units with its operands in registers, so the
-# tiles are smaller; the "tf32" ones spill 0.9 KB (forward) and 8.5 KB (projected backward)
-# there. tests/triton_hopper_compile.py reports registers and spills of each for sm_90 (no GPU
-# needed) and tests/test_triton_hopper_compile.py bounds the spills.
-FWD_CONFIGS = {"tf32": [(64, 32, 128, 8, 2), (64, 16, 128, 8, 3), (64, 32, 64, 8, 2)],
-               "ieee": [(32, 32, 64, 8, 2), (32, 16, 64, 8, 2), (16, 32, 64, 4, 2)]}
-PROJECTED_CONFIGS = {"tf32": [(64, 64, 128, 8, 2), (64, 32, 128, 8, 2), (32, 32, 64, 4, 3)],
-                     "ieee": [(32, 32, 64, 4, 2), (32, 64, 64, 8, 2), (16, 32, 64, 4, 3)]}
-SEGMENTS_CONFIGS = {"tf32": [(64, 32, 64, 4, 2), (64, 32, 128, 8, 2)],
-                    "ieee": [(32, 32, 64, 4, 2), (32, 16, 64, 4, 2)]}
-
 
 @triton.jit
 def _position(win_a, win_b, n, s, S, NS):

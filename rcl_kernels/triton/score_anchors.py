@@ -18,7 +18,9 @@ from rcl_kernels.reference.score_anchors import (
     coordinate_features,
     coordinate_features_backward,
 )
+from rcl_kernels._launch_plan import LaunchPlan
 from rcl_kernels.triton import _launching
+from rcl_kernels.triton import _score_anchors_tiles as _tiles
 
 AVAILABLE = TRITON_VERSION is not None
 
@@ -74,6 +76,78 @@ def projected_grid(B: int, T: int, H: int, N: int):
     """Projected backward: one program per ((video, point, time tile), hidden tile)."""
     return lambda meta: _launching.launch_grid("score_anchors (triton)", B * N * _cdiv(T, meta["BLOCK_T"]),
                                                _cdiv(H, meta["BLOCK_H"]))
+
+
+def _tile_span(block_k: int, T: int) -> int:
+    """Time steps one point of a tile of block_k segments reads, for segments in grid order
+    (consecutive starts one step apart, as RCL and BMN enumerate anchors): two taps each, one
+    step apart from segment to segment, so block_k + 1, at most the video."""
+    return min(block_k + 1, T)
+
+
+def _visited(span: int, T: int, block_t: int) -> int:
+    """Steps the kernels' loop over [lo, hi] visits for a span of taps: one step of slack below
+    and two above (_point_range), in whole time tiles."""
+    return _cdiv(min(span + 3, T), block_t) * block_t
+
+
+def score_anchors_launch_plans(B: int, T: int, K: int, N: int, H: int, O: int, dtype: torch.dtype, *,
+                               S: int = 1, tf32: bool = False, span: int | None = None,
+                               backward: bool = True, all_configs: bool = False) -> list[LaunchPlan]:
+    """The launches of score_anchors' Triton kernels for a problem (B videos of T steps, K
+    segments each, N points of S sub-samples, H hidden units, O outputs, features of dtype; tf32
+    as torch.backends.cuda.matmul.allow_tf32), as the launchers grid them: the forward, and with
+    backward the projected and segment backward kernels (segment gradients asked for). Each
+    autotune candidate is one plan with all_configs, else the first (the autotuner times them all
+    on a GPU and keeps the fastest).
+
+    Unit: multiply-adds of tl.dot, counting every lane of every tile: masked segment, hidden,
+    output and time lanes, the slack steps of the point ranges, and whatever is computed twice.
+    Needed: the same dense products over exactly the segments, hidden units and outputs of the
+    problem and the time steps each tile's points read (span, by default the grid-order
+    _tile_span). The scans of bwd_projected_kernel over segment tiles (one lane per segment and
+    point) count too. Not counted: building the interpolation tiles (2 S selects per entry,
+    against BLOCK_H multiply-adds) and the PyTorch matmuls around the kernels. The dense tiles
+    themselves do span / (2 S) times the multiply-adds of a sparse two-tap gather: that is the
+    formulation (tensor cores instead of gathers), not waste, and is left out of the ratio."""
+    prec = "ieee" if dtype == torch.float32 and not tf32 else "tf32"
+    threads = 32
+    plans = []
+
+    def entries(table):
+        return table[prec] if all_configs else table[prec][:1]
+
+    fuse = fused_output(O)
+    for bk, bt, bh, warps, _ in entries(_tiles.FWD_CONFIGS):
+        meta = {"BLOCK_K": bk, "BLOCK_T": bt, "BLOCK_H": bh}
+        blocks = segment_tiles_grid(B, K)(meta)[0]
+        w = span if span is not None else _tile_span(bk, T)
+        h_pad = _cdiv(H, bh) * bh
+        done = blocks * bk * h_pad * (N * _visited(w, T, bt) + (output_block(O) if fuse else 0))
+        needed = B * K * H * (N * w + (O if fuse else 0))
+        plans.append(LaunchPlan("fwd_kernel", blocks, warps * threads, done, needed,
+                                f"tl.dot multiply-adds; BLOCK_K/T/H = {bk}/{bt}/{bh}"
+                                + ("" if fuse else f"; O = {O} > {FUSED_OUTPUT_LIMIT}: second layer by torch")))
+    if not backward:
+        return plans
+    for bk, bt, bh, warps, _ in entries(_tiles.PROJECTED_CONFIGS):
+        meta = {"BLOCK_K": bk, "BLOCK_T": bt, "BLOCK_H": bh}
+        gx, gy = projected_grid(B, T, H, N)(meta)
+        w = span if span is not None else _tile_span(bk, T)
+        tiles_k = _cdiv(K, bk)
+        # A segment tile's [lo, hi] (w + 3 steps) meets (w + 2) / BLOCK_T + 1 time tiles on average.
+        meetings = B * N * tiles_k * min((min(w + 3, T) - 1) / bt + 1, _cdiv(T, bt))
+        done = meetings * bt * bk * gy * bh + gx * gy * tiles_k * bk
+        plans.append(LaunchPlan("bwd_projected_kernel", gx * gy, warps * threads, done, B * K * H * N * w,
+                                f"tl.dot multiply-adds + segment-scan lanes; BLOCK_K/T/H = {bk}/{bt}/{bh}"))
+    for bk, bt, bh, warps, _ in entries(_tiles.SEGMENTS_CONFIGS):
+        meta = {"BLOCK_K": bk, "BLOCK_T": bt, "BLOCK_H": bh}
+        blocks = segment_tiles_grid(B, K)(meta)[0]
+        w = span if span is not None else _tile_span(bk, T)
+        done = blocks * bk * _cdiv(H, bh) * bh * N * _visited(w, T, bt)
+        plans.append(LaunchPlan("bwd_segments_kernel", blocks, warps * threads, done, B * K * H * N * w,
+                                f"tl.dot multiply-adds; BLOCK_K/T/H = {bk}/{bt}/{bh}"))
+    return plans
 
 
 def _precision(dtype: torch.dtype, device: torch.device) -> dict:
