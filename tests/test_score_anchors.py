@@ -182,16 +182,44 @@ def test_folded_launch_grids(backend):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_triton_outputs_beyond_the_fused_limit(monkeypatch, dtype):
     """More outputs than the forward kernel's fused second layer holds (O = 37 against a limit of
-    16 here; 64 on a GPU): the kernel stops at the pre-activation and the second layer runs as
+    16 here; 32 or 64 on a GPU): the kernel stops at the pre-activation and the second layer runs as
     a library matmul, with and without a gradient; O = 16 stays fused."""
-    monkeypatch.setattr(triton_score_anchors, "FUSED_OUTPUT_LIMIT", 16)
-    assert not triton_score_anchors.fused_output(37) and triton_score_anchors.fused_output(16)
+    monkeypatch.setattr(triton_score_anchors, "FUSED_OUTPUT_LIMIT", {"tf32": 16, "ieee": 16})
+    assert not triton_score_anchors.fused_output(37, "ieee") and triton_score_anchors.fused_output(16, "ieee")
     for O in (37, 16):
         tensors, kw = make_problem(B=2, C=5, T=19, N=3, K=23, H=20, O=O, dtype=dtype)
         kw["activation"] = "gelu"
         check_against_reference("triton", tensors, kw, grads=dtype == torch.float32)
         with torch.no_grad():
             check_against_reference("triton", tensors, kw, grads=False)
+
+
+@pytest.mark.skipif(not triton_score_anchors.AVAILABLE, reason="needs the triton package")
+def test_triton_forward_compiles_for_hopper_at_many_outputs():
+    """The forward kernel compiled for sm_90 (tests/triton_hopper_compile.py, no GPU) at outputs
+    users ask for: O = 1,024 (BoundaryMatching.project without a pointwise layer, H = 1,024) used
+    to need 260-264 KB of shared memory (more than a Hopper block has) and O = 128 in float32
+    spilled 344-380 B; now every first config fits with at most 64 B of spills."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = ("import json, sys, torch; sys.path.insert(0, 'tests'); import triton_hopper_compile as h\n"
+              "for p, sizes in (((torch.bfloat16, False), [(256, 1024)]), ((torch.float32, False), [(256, 128)])):\n"
+              "    for r in h.compile_score_anchors_sizes(sizes, backward=False, precisions=(p,), all_configs=False):\n"
+              "        print(json.dumps(r))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=root,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert {(r["dtype"], r["problem"]) for r in records} == {("bfloat16", "score_anchors H=256 O=1024"),
+                                                            ("float32", "score_anchors H=256 O=128")}
+    for r in records:
+        assert r["fits"] and r["spill_store_bytes"] <= 64, r
 
 
 def grid_segments(T, max_length, device=DEVICE):
@@ -498,8 +526,8 @@ def test_triton_launch_plans_bound_the_work(O):
                     assert 0 < plan.blocks < 2**31 and plan.threads_per_block in (128, 256)
                     bound = 3.1 if plan.kernel == "bwd_projected_kernel" else 2.0
                     assert 1.0 <= plan.work_ratio <= bound, (plan, H, K, dtype, tf32)
-                forward = plans[0]
-                assert ("second layer by torch" in forward.note) == (O > triton_score_anchors.FUSED_OUTPUT_LIMIT)
+                prec = "ieee" if dtype == torch.float32 and not tf32 else "tf32"
+                assert ("second layer by torch" in plans[0].note) == (O > triton_score_anchors.FUSED_OUTPUT_LIMIT[prec])
 
 
 def test_coordinate_features_definition():

@@ -14,7 +14,9 @@ where A_n[k, t] is the interpolation weight with which point n of segment k read
 registers from the segment coordinates (comparisons, no memory reads) and feeds it to tl.dot
 with the matching G tile, accumulating the hidden pre-activation in float32; then it adds the
 coordinate term and bias, applies the activation and multiplies by W2 (also tl.dot), writing
-only (B, K, out_channels). Only the time steps a tile of segments actually reads are visited:
+only (B, K, out_channels). That second layer is fused only for a few outputs (the launcher's
+FUSED_OUTPUT_LIMIT: its accumulator lives in registers for the whole program); for more, the
+kernel writes the pre-activation and the launcher applies act and W2 as a library matmul. Only the time steps a tile of segments actually reads are visited:
 for each point n the loop runs over [min, max] of the tile's taps. With segments in grid order
 (all start <= end pairs, as RCL / BMN enumerate them) that range is about BLOCK_K steps, so the
 reduction per point is ~64 steps instead of C (256) for the direct product with W1: about 3x
@@ -180,7 +182,7 @@ def fwd_kernel(
 
     FUSE_OUTPUT: the second layer is done here, into a [BLOCK_K, BLOCK_O >= O] accumulator
     held in registers for the whole program; the launcher does this only for O up to
-    FUSED_OUTPUT_LIMIT. Without it the kernel stops at the pre-activation (SAVE_HIDDEN must be
+    FUSED_OUTPUT_LIMIT[PREC]. Without it the kernel stops at the pre-activation (SAVE_HIDDEN must be
     set) and the launcher applies act and W2 as one library matmul: no hidden unit is computed
     twice, at the price of writing and reading (B, K, H) once.
     """

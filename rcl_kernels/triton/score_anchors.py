@@ -117,17 +117,17 @@ def score_anchors_launch_plans(B: int, T: int, K: int, N: int, H: int, O: int, d
     def entries(table):
         return table[prec] if all_configs else table[prec][:1]
 
-    fuse = fused_output(O)
+    fuse = fused_output(O, prec)
     for bk, bt, bh, warps, _ in entries(_tiles.FWD_CONFIGS):
         meta = {"BLOCK_K": bk, "BLOCK_T": bt, "BLOCK_H": bh}
         blocks = segment_tiles_grid(B, K)(meta)[0]
         w = span if span is not None else _tile_span(bk, T)
         h_pad = _cdiv(H, bh) * bh
-        done = blocks * bk * h_pad * (N * _visited(w, T, bt) + (output_block(O) if fuse else 0))
+        done = blocks * bk * h_pad * (N * _visited(w, T, bt) + (output_block(O, prec) if fuse else 0))
         needed = B * K * H * (N * w + (O if fuse else 0))
         plans.append(LaunchPlan("fwd_kernel", blocks, warps * threads, done, needed,
                                 f"tl.dot multiply-adds; BLOCK_K/T/H = {bk}/{bt}/{bh}"
-                                + ("" if fuse else f"; O = {O} > {FUSED_OUTPUT_LIMIT}: second layer by torch")))
+                                + ("" if fuse else f"; O = {O} > {FUSED_OUTPUT_LIMIT[prec]}: second layer by torch")))
     if not backward:
         return plans
     for bk, bt, bh, warps, _ in entries(_tiles.PROJECTED_CONFIGS):
@@ -185,27 +185,30 @@ def _project(features: torch.Tensor, w1: torch.Tensor, N: int) -> tuple[torch.Te
     return torch.matmul(f_tc, _projection_weights(w1, C, N)).view(B, T, N, H), f_tc
 
 
-# The most outputs the forward kernel computes itself. Its second-layer accumulator is
-# [BLOCK_K, BLOCK_O >= O] float32 for the whole program: at O = 128 every config spills
-# (248-284 B), at O = 512 by 6-16 KB, and above 512 the tiles need more shared memory than a
-# Hopper block has (ptxas for sm_90, tests/triton_hopper_compile.py). Above the limit the kernel
-# stops at the pre-activation and the second layer is one library matmul (see fused_output).
-FUSED_OUTPUT_LIMIT = 64
+# The most outputs the forward kernel computes itself, per tl.dot precision. Its second-layer
+# accumulator is [BLOCK_K, BLOCK_O >= O] float32 for the whole program. ptxas for sm_90
+# (tests/triton_hopper_compile.py), fused: at O = 128 the float32 FMA ("ieee") configs spill
+# 344-380 B, at O = 512 every precision spills 6-16 KB and two TF32 configs need 288 KB of shared
+# memory, above 512 every config needs 260-264 KB (> 227 KB, OutOfResources on H100 / H200);
+# at O = 64 the MMA configs ("tf32", 16-bit) fit without spills, the "ieee" ones spill 264-292 B.
+# Above the limit the kernel stops at the pre-activation and the second layer is one library
+# matmul (see fused_output).
+FUSED_OUTPUT_LIMIT = {"tf32": 64, "ieee": 32}
 
 
-def fused_output(O: int) -> bool:
-    """Whether the forward kernel applies the second layer itself (O <= FUSED_OUTPUT_LIMIT).
+def fused_output(O: int, prec: str) -> bool:
+    """Whether the forward kernel applies the second layer itself (O <= FUSED_OUTPUT_LIMIT[prec]).
     Otherwise it writes the (B, K, H) pre-activation and act + W2 run as a PyTorch matmul: no
     hidden unit computed twice (tiling O over programs would recompute the whole first layer,
     by far the larger part, once per O tile), for one extra write and read of (B, K, H) in the
-    features' dtype when no gradient is needed (with one, the kernel saves it anyway)."""
-    return O <= FUSED_OUTPUT_LIMIT
+    features' dtype and one activation pass over it (with a gradient the kernel saves it anyway)."""
+    return O <= FUSED_OUTPUT_LIMIT[prec]
 
 
-def output_block(O: int) -> int:
+def output_block(O: int, prec: str) -> int:
     """BLOCK_O of the forward kernel: the output tile when fused (the smallest power of two >= O
     that tl.dot takes), the smallest tile otherwise (unused)."""
-    return _pow2_at_least(O, 16) if fused_output(O) else 16
+    return _pow2_at_least(O, 16) if fused_output(O, prec) else 16
 
 
 def _forward_impl(features, segments, w1, b1, w2, b2, num_samples, samples_per_point, context, padding,
@@ -214,7 +217,8 @@ def _forward_impl(features, segments, w1, b1, w2, b2, num_samples, samples_per_p
     K = segments.shape[1]
     H, O = w1.shape[0], w2.shape[0]
     N = num_samples
-    fuse = fused_output(O)
+    precision = _precision(features.dtype, features.device)
+    fuse = fused_output(O, precision["PREC"])
     out = features.new_empty((B, K, O))
     hidden = features.new_empty((B, K, H) if save_hidden or not fuse else (0,))
     if out.numel() == 0 and hidden.numel() == 0:
@@ -227,7 +231,7 @@ def _forward_impl(features, segments, w1, b1, w2, b2, num_samples, samples_per_p
         b2.float().contiguous(), out, hidden, K, T, H, O, N, samples_per_point, float(context), float(num_steps),
         PADDING=PADDING_CODES[padding], NUM_COORD=COORD_FEATURES[coord_features],
         ACTIVATION=ACTIVATION_CODES[activation], SAVE_HIDDEN=save_hidden or not fuse, FUSE_OUTPUT=fuse,
-        BLOCK_O=output_block(O), **_precision(features.dtype, features.device),
+        BLOCK_O=output_block(O, precision["PREC"]), **precision,
     )
     if not fuse:
         # Linear2 as the reference applies it: in the features' dtype, float32 accumulation.
