@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -12,6 +13,7 @@ from rcl_kernels._optional import missing_message
 from rcl_kernels._triton_support import TRITON_VERSION, triton_usable
 
 BACKENDS = ("auto", "reference", "cpu", "cuda", "triton")
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,17 @@ class OpBackends:
     backends: tuple[str, ...]
     auto_order: dict[str, tuple[str, ...]]
     triton_available: Callable[[], bool] = lambda: False
+    # Backend -> the input dtypes it runs (the dtype that decides is the op's main input: the
+    # features, or the segments of soft_nms); a backend not listed runs every dtype the op takes.
+    # "auto" skips a backend for other dtypes; asked for by name, the backend raises its own error.
+    dtypes: dict[str, tuple[torch.dtype, ...]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         _TABLES[self.op_name] = self
+
+    def runs(self, backend: str, dtype: torch.dtype | None) -> bool:
+        """Whether `backend` takes inputs of `dtype` (None: any dtype)."""
+        return dtype is None or backend not in self.dtypes or dtype in self.dtypes[backend]
 
     def available(self, device_type: str) -> list[str]:
         found = []
@@ -43,24 +53,35 @@ class OpBackends:
                 found.append(name)
         return found
 
-    def auto(self, device_type: str) -> str:
+    def auto(self, device_type: str, dtype: torch.dtype | None = None, unlaunchable: tuple[str, ...] = ()) -> str:
+        """The backend "auto" picks for inputs of `dtype` on `device_type` (None: as if every
+        backend ran every dtype), skipping the backends in `unlaunchable` (those the op found cannot launch the input's shape). Asks
+        only what was built: never initialises CUDA."""
         available = self.available(device_type)
         for name in self.auto_order.get(device_type, ("reference",)):
-            if name in available:
+            if name in available and self.runs(name, dtype) and name not in unlaunchable:
                 return name
         return "reference"
 
-    def resolve(self, backend: str, device: torch.device) -> str:
-        """Turn the user's backend argument into a backend that can run on `device`."""
-        return _resolve(self.op_name, backend, device.type)
+    def auto_by_dtype(self, device_type: str) -> dict[str, str]:
+        """dtype name -> what "auto" picks for it, for every floating dtype (rcl_kernels.info())."""
+        return {str(dtype).removeprefix("torch."): self.auto(device_type, dtype) for dtype in FLOAT_DTYPES}
 
-    def _resolve_uncached(self, backend: str, device_type: str) -> str:
+    def resolve(self, backend: str, device: torch.device, dtype: torch.dtype | None = None,
+                unlaunchable: tuple[str, ...] = ()) -> str:
+        """Turn the user's backend argument into a backend that can run on `device`; "auto"
+        also takes the input dtype and the backends that cannot launch the input's shape."""
+        return _resolve(self.op_name, backend, device.type, "" if dtype is None else str(dtype),
+                        ",".join(unlaunchable))
+
+    def _resolve_uncached(self, backend: str, device_type: str, dtype: torch.dtype | None = None,
+                          unlaunchable: tuple[str, ...] = ()) -> str:
         if backend not in BACKENDS or (backend != "auto" and backend not in self.backends):
             raise ValueError(
                 f"{self.op_name}: backend must be one of {('auto',) + self.backends}, got {backend!r}"
             )
         if backend == "auto":
-            return self.auto(device_type)
+            return self.auto(device_type, dtype, unlaunchable)
         if backend == "triton" and TRITON_VERSION is None:
             raise RuntimeError(missing_message("triton", f"{self.op_name}: backend 'triton'"))
         if backend not in self.available(device_type):
@@ -83,6 +104,9 @@ def registered_backends() -> dict[str, OpBackends]:
 
 # torch.compile cannot trace the dispatcher queries behind available(); the choice depends only
 # on what was built, so the compiler may treat it as a constant.
+# Arguments are strings: the dtype as str(dtype) ("" for none), the unlaunchable backends
+# joined by commas.
 @torch.compiler.assume_constant_result
-def _resolve(op_name: str, backend: str, device_type: str) -> str:
-    return _TABLES[op_name]._resolve_uncached(backend, device_type)
+def _resolve(op_name: str, backend: str, device_type: str, dtype_name: str = "", unlaunchable: str = "") -> str:
+    dtype = getattr(torch, dtype_name.removeprefix("torch.")) if dtype_name else None
+    return _TABLES[op_name]._resolve_uncached(backend, device_type, dtype, tuple(filter(None, unlaunchable.split(","))))

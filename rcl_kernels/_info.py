@@ -41,7 +41,8 @@ def info(*, as_json: bool = False, file=None) -> dict:
         "triton_interpreter_problem": interpreter_problem() if triton_interpreted() else None,
         "ops": {
             name: {
-                device: {"available": table.available(device), "auto": table.auto(device)}
+                device: {"available": table.available(device), "auto": table.auto(device),
+                         "auto_by_dtype": table.auto_by_dtype(device)}
                 for device in ("cpu", "cuda")
             }
             for name, table in registered_backends().items()
@@ -71,4 +72,7 @@ def _format(report: dict) -> str:
     for name, devices in report["ops"].items():
         for device, entry in devices.items():
             lines.append(f"  {name:<16} on {device:<4}: auto -> {entry['auto']:<9} available {entry['available']}")
+            by_dtype = entry["auto_by_dtype"]
+            if len(set(by_dtype.values())) > 1:  # the choice depends on the dtype
+                lines.append(" " * 26 + "auto by dtype: " + ", ".join(f"{d} -> {b}" for d, b in by_dtype.items()))
     return "\n".join(lines)

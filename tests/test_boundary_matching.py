@@ -134,3 +134,40 @@ def test_bad_call_arguments_name_the_argument():
         layer.project(x, torch.randn(5, 3, 3))
     with pytest.raises(ValueError, match="pointwise_weight must have shape"):
         layer.project(x, torch.randn(5, 3, 4), None, torch.randn(2, 4))
+
+
+def saved_bytes(fn) -> tuple[object, int]:
+    """fn()'s result and the bytes of distinct storages autograd saved for its backward."""
+    storages = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sum(storages.values())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_soi_linear_keeps_one_chunk_for_the_backward(backend):
+    """project_method="soi_linear" samples SoI in chunks of 1024 cells; what autograd keeps for
+    the backward is below one chunk plus the inputs (it used to keep every chunk: the whole
+    SoI tensor, 2.0 GiB at OpenTAD's sizes); the gradients are those of the dense convolutions."""
+    B, C, T, N, H, O = 2, 16, 64, 8, 8, 4  # 2080 cells: three chunks
+    x = torch.randn(B, C, T, requires_grad=True)
+    w1, b1 = (torch.randn(H, C, N) * 0.2).requires_grad_(), torch.randn(H, requires_grad=True)
+    w2, b2 = (torch.randn(O, H) * 0.2).requires_grad_(), torch.randn(O, requires_grad=True)
+    layer = BoundaryMatching(T, num_sample=N, backend=backend, project_method="soi_linear")
+    out, saved = saved_bytes(lambda: layer.project(x, w1, b1, w2, b2))
+    chunk = B * 1024 * C * N * 4
+    inputs = sum(t.numel() * t.element_size() for t in (x, w1, b1, w2, b2, out))
+    assert saved < chunk + inputs, (saved, chunk, inputs)
+
+    params64 = [t.detach().double().requires_grad_() for t in (x, w1, b1, w2, b2)]
+    ours = layer.project(*params64)
+    expected = dense_convolutions(params64[0], published_mask(T, T, N, 3, 0.5), *params64[1:])
+    grad_out = torch.randn_like(ours)
+    for a, b in zip(torch.autograd.grad(ours, params64, grad_out), torch.autograd.grad(expected, params64, grad_out)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)

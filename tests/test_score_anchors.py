@@ -13,7 +13,9 @@ from tolerances import assert_close_to_reference, max_abs_err
 import rcl_kernels
 from rcl_kernels import AnchorScorer, score_anchors
 from rcl_kernels._vocabulary import COORD_FEATURES
+from rcl_kernels._backends import FLOAT_DTYPES, registered_backends
 from rcl_kernels.ops.score_anchors import SCORE_ANCHORS_BACKENDS
+from rcl_kernels.triton import score_anchors as triton_score_anchors
 from rcl_kernels.reference.score_anchors import (
     coordinate_features,
     score_anchors_reference,
@@ -174,6 +176,50 @@ def test_folded_launch_grids(backend):
     tensors, kw = make_problem(B=2, C=3, T=33, N=2, K=33, H=12, O=2)
     kw.update(samples_per_point=2, context=0.25)
     check_against_reference(backend, tensors, kw)
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_triton_outputs_beyond_the_fused_limit(monkeypatch, dtype):
+    """More outputs than the forward kernel's fused second layer holds (O = 37 against a limit of
+    16 here; 32 or 64 on a GPU): the kernel stops at the pre-activation and the second layer runs as
+    a library matmul, with and without a gradient; O = 16 stays fused."""
+    monkeypatch.setattr(triton_score_anchors, "FUSED_OUTPUT_LIMIT", {"tf32": 16, "ieee": 16})
+    assert not triton_score_anchors.fused_output(37, "ieee") and triton_score_anchors.fused_output(16, "ieee")
+    for O in (37, 16):
+        tensors, kw = make_problem(B=2, C=5, T=19, N=3, K=23, H=20, O=O, dtype=dtype)
+        kw["activation"] = "gelu"
+        check_against_reference("triton", tensors, kw, grads=dtype == torch.float32)
+        with torch.no_grad():
+            check_against_reference("triton", tensors, kw, grads=False)
+
+
+@pytest.mark.skipif(not triton_score_anchors.AVAILABLE, reason="needs the triton package")
+def test_triton_forward_compiles_for_hopper_at_many_outputs():
+    """The forward kernel compiled for sm_90 (tests/triton_hopper_compile.py, no GPU) at outputs
+    users ask for: O = 1,024 (BoundaryMatching.project without a pointwise layer, H = 1,024) used
+    to need 260-264 KB of shared memory (more than a Hopper block has) and O = 128 in float32
+    spilled 344-380 B; now every first config fits with at most 64 B of spills."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = ("import json, sys, torch; sys.path.insert(0, 'tests'); import triton_hopper_compile as h\n"
+              "for p, sizes in (((torch.bfloat16, False), [(256, 1024)]), ((torch.float32, False), [(256, 128)])):\n"
+              "    for r in h.compile_score_anchors_sizes(sizes, backward=False, precisions=(p,), all_configs=False):\n"
+              "        print(json.dumps(r))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=root,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert {(r["dtype"], r["problem"]) for r in records} == {("bfloat16", "score_anchors H=256 O=1024"),
+                                                            ("float32", "score_anchors H=256 O=128")}
+    for r in records:
+        assert r["fits"] and r["spill_store_bytes"] <= 64, r
 
 
 def grid_segments(T, max_length, device=DEVICE):
@@ -438,6 +484,50 @@ def test_info_reports_the_op():
     report = rcl_kernels.info(file=False)
     entry = report["ops"]["score_anchors"]["cpu"]
     assert entry["auto"] == "cpu" and "reference" in entry["available"]
+
+
+@pytest.mark.skipif(not triton_score_anchors.AVAILABLE, reason="needs the triton package")
+def test_auto_on_cuda_never_picks_a_backend_that_cannot_run_the_input():
+    """Asked about CUDA tensors without running anything (and without initialising CUDA): Triton
+    for the 16- and 32-bit floats it takes, never for float64 (it raises TypeError there; float64
+    BoundaryMatching.project used to fail on CUDA only), nor for a shape it cannot launch."""
+    cuda = torch.device("cuda")
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        assert SCORE_ANCHORS_BACKENDS.resolve("auto", cuda, dtype) == "triton"
+    assert SCORE_ANCHORS_BACKENDS.resolve("auto", cuda, torch.float64) == "reference"
+    assert not triton_score_anchors.launchable(2**16, 2**8, 2**7)
+    assert SCORE_ANCHORS_BACKENDS.resolve("auto", cuda, torch.float32, ("triton",)) == "reference"
+    # every op: auto picks, per dtype, a backend whose dtype list holds that dtype
+    for name, table in registered_backends().items():
+        for device_type in ("cpu", "cuda"):
+            for dtype in FLOAT_DTYPES:
+                chosen = table.auto(device_type, dtype)
+                assert chosen in table.available(device_type) and table.runs(chosen, dtype), (name, dtype)
+    report = rcl_kernels.info(file=False)["ops"]["score_anchors"]["cuda"]["auto_by_dtype"]
+    assert report == {"float16": "triton", "bfloat16": "triton", "float32": "triton", "float64": "reference"}
+    if not torch.cuda.is_available():
+        assert not torch.cuda.is_initialized()
+
+
+@pytest.mark.parametrize("O", [2, 128, 200, 512, 1024])
+def test_triton_launch_plans_bound_the_work(O):
+    """The launch plans of the Triton kernels (what the size matrix prints) at the sizes users
+    run: a grid the launchers would launch, and every lane evaluated within 2x of the work
+    needed for the forward and the segment backward. The projected backward's time tiles are
+    up to twice a segment tile's reach in two float32 candidates: up to 3.1x there."""
+    for H in (128, 256, 512):
+        for K in (10_000, 30_000, 100_000):
+            for dtype, tf32 in ((torch.float32, False), (torch.float32, True), (torch.bfloat16, False),
+                                (torch.float16, False)):
+                plans = triton_score_anchors.score_anchors_launch_plans(16, 1000, K, 32, H, O, dtype, S=3, tf32=tf32,
+                                                                        all_configs=True)
+                assert {p.kernel for p in plans} == {"fwd_kernel", "bwd_projected_kernel", "bwd_segments_kernel"}
+                for plan in plans:
+                    assert 0 < plan.blocks < 2**31 and plan.threads_per_block in (128, 256)
+                    bound = 3.1 if plan.kernel == "bwd_projected_kernel" else 2.0
+                    assert 1.0 <= plan.work_ratio <= bound, (plan, H, K, dtype, tf32)
+                prec = "ieee" if dtype == torch.float32 and not tf32 else "tf32"
+                assert ("second layer by torch" in plans[0].note) == (O > triton_score_anchors.FUSED_OUTPUT_LIMIT[prec])
 
 
 def test_coordinate_features_definition():

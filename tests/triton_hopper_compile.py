@@ -163,9 +163,10 @@ def roi_align_1d_launches(dtype: torch.dtype) -> None:
                                                              sampling_ratio, aligned, True, True)
 
 
-def score_anchors_launches(dtype: torch.dtype, paddings) -> None:
-    """Forward (saving the hidden layer) and backward (every gradient) of the Triton scorer."""
-    B, C, T, K, N, H, O = 2, 24, 41, 33, 4, 40, 3
+def score_anchors_launches(dtype: torch.dtype, paddings, H: int = 40, O: int = 3, backward: bool = True) -> None:
+    """Forward (saving the hidden layer) and backward (every gradient, unless backward is False)
+    of the Triton scorer, with H hidden units and O outputs (the tiles depend on both)."""
+    B, C, T, K, N = 2, 24, 41, 33, 4
     E = COORD_FEATURES["ses"]
     features = torch.randn(B, C, T, dtype=dtype)
     segments = torch.rand(B, K, 2) * T
@@ -174,8 +175,9 @@ def score_anchors_launches(dtype: torch.dtype, paddings) -> None:
     for padding in paddings:
         out, hidden = scoring._forward_impl(features, segments, w1, b1, w2, b2, N, 2, 0.25, padding, "ses", "relu",
                                             float(T), True)
-        scoring._backward_impl(torch.ones_like(out), hidden, features, segments, w1, w2, N, 2, 0.25, padding, "ses",
-                               "relu", float(T), True, True, True)
+        if backward:
+            scoring._backward_impl(torch.ones_like(out), hidden, features, segments, w1, w2, N, 2, 0.25, padding, "ses",
+                                   "relu", float(T), True, True, True)
 
 
 def compile_all(arch: int = 90, full: bool = False) -> list[dict]:
@@ -214,12 +216,53 @@ def compile_all(arch: int = 90, full: bool = False) -> list[dict]:
     return records
 
 
+# The scorer's tl.dot precisions for each operand dtype: float32 with and without TF32.
+SCORE_ANCHORS_PRECISIONS = ((torch.float32, False), (torch.float32, True), (torch.bfloat16, False),
+                            (torch.float16, False))
+
+
+def compile_score_anchors_sizes(sizes, arch: int = 90, backward: bool = True, precisions=SCORE_ANCHORS_PRECISIONS,
+                                all_configs: bool = True) -> list[dict]:
+    """The scorer's kernels at the given (hidden, out_channels) sizes, every autotune config,
+    in each (dtype, allow_tf32) of precisions; one record per kernel compiled, labelled with
+    its problem ("score_anchors H=.. O=.."), dtype and tf32."""
+    records: list[dict] = []
+    target = GPUTarget("cuda", arch, 32)
+    for dtype, tf32 in precisions:
+        for H, O in sizes:
+            old = torch.backends.cuda.matmul.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            try:
+                first = len(records)
+                with compile_only(target, records, all_configs=all_configs):
+                    score_anchors_launches(dtype, ("zeros",), H=H, O=O, backward=backward)
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = old
+            for r in records[first:]:
+                r.update(problem=f"score_anchors H={H} O={O}", dtype=str(dtype).removeprefix("torch."), tf32=tf32)
+    for r in records:
+        r["fits"] = r["shared_bytes"] <= HOPPER_MAX_SHARED_BYTES
+    return records
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    """"H:O,H:O" -> [(H, O), ...]."""
+    return [tuple(int(v) for v in item.split(":")) for item in text.split(",") if item]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="every config in every dtype, every padding")
     parser.add_argument("--arch", type=int, default=90)
+    parser.add_argument("--score-anchors-sizes", type=_sizes, metavar="H:O,...",
+                        help="instead: only the scorer's kernels at these (hidden, out_channels) sizes, "
+                             "every config, float32 (TF32 off and on), bfloat16, float16")
+    parser.add_argument("--forward-only", action="store_true", help="with --score-anchors-sizes: no backward")
     args = parser.parse_args(argv)
-    records = compile_all(args.arch, args.full)
+    if args.score_anchors_sizes:
+        records = compile_score_anchors_sizes(args.score_anchors_sizes, args.arch, backward=not args.forward_only)
+    else:
+        records = compile_all(args.arch, args.full)
     for r in records:
         print(json.dumps(r))
     print(f"compiled {len(records)} kernels for sm_{args.arch} with triton {triton.__version__}, "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from rcl_kernels.ops.score_anchors import score_anchors
 from rcl_kernels.ops.segment_interp import segment_interp
@@ -132,9 +133,11 @@ class BoundaryMatching(nn.Module):
         if self.project_method == "soi_linear":
             for k0 in range(0, K, _CELLS_PER_SOI_CALL):
                 chunk = windows[k0:k0 + _CELLS_PER_SOI_CALL].expand(B, -1, -1)
-                soi = segment_interp(x, chunk, N, samples_per_point=self.num_sample_perbin, padding="bmn",
-                                     backend=self.backend)  # (B, k, C, N): column c * N + n of w1
-                parts.append(F.linear(torch.relu(F.linear(soi.flatten(2), w1, b1)), w2, b2))
+                # F.linear saves its input for the backward: kept, every chunk's SoI block would
+                # stay alive until then (the whole (B, K, C, N) tensor). Checkpointed, the
+                # backward samples each chunk again, so one chunk exists at a time.
+                parts.append(checkpoint(self._soi_linear_chunk, x, chunk, w1, b1, w2, b2,
+                                        use_reentrant=False, preserve_rng_state=False))
         else:
             for k0 in range(0, K, _CELLS_PER_CALL):
                 chunk = windows[k0:k0 + _CELLS_PER_CALL].expand(B, -1, -1)
@@ -148,6 +151,12 @@ class BoundaryMatching(nn.Module):
         out = empty.view(1, -1, 1).expand(B, -1, D * T)
         out = out.index_copy(2, self.cell_index.to(x.device), scores.transpose(1, 2))
         return out.view(B, -1, D, T)
+
+    def _soi_linear_chunk(self, x, chunk, w1, b1, w2, b2):
+        """Linear2(relu(Linear1(flatten(SoI)))) of one chunk of cells, (B, k, out)."""
+        soi = segment_interp(x, chunk, self.num_sample, samples_per_point=self.num_sample_perbin, padding="bmn",
+                             backend=self.backend)  # (B, k, C, N): column c * N + n of w1
+        return F.linear(torch.relu(F.linear(soi.flatten(2), w1, b1)), w2, b2)
 
     @staticmethod
     def _matrix(weight: torch.Tensor, name: str, inner: tuple[int, ...]) -> torch.Tensor:

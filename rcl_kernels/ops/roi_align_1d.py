@@ -142,7 +142,7 @@ def roi_align_1d(
         B, K = rois.shape[:2]
         rois = segments_to_rois(rois)
     check_roi_align_1d_args(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
-    chosen = ROI_ALIGN_1D_BACKENDS.resolve(backend, input.device)
+    chosen = ROI_ALIGN_1D_BACKENDS.resolve(backend, input.device, input.dtype)
     args = (input, rois, output_size, float(spatial_scale), int(sampling_ratio), bool(aligned))
     if chosen == "reference":
         out = roi_align_1d_reference(*args)

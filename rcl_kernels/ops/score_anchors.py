@@ -45,6 +45,7 @@ SCORE_ANCHORS_BACKENDS = _ScoringBackends(
     backends=("reference", "cpu", "triton"),
     auto_order={"cpu": ("cpu", "reference"), "cuda": ("triton", "reference")},
     triton_available=lambda: triton_score_anchors.AVAILABLE,
+    dtypes={"triton": triton_score_anchors.DTYPES},  # no float64 tl.dot
 )
 
 
@@ -156,7 +157,9 @@ def score_anchors(
                                  backend=backend)
     num_samples = check_score_anchors_args(features, segments, w1, b1, w2, b2, num_samples, samples_per_point,
                                            context, padding, coord_features, activation, num_steps)
-    chosen = SCORE_ANCHORS_BACKENDS.resolve(backend, features.device)
+    H = w1.shape[0]
+    unlaunchable = () if triton_score_anchors.launchable(features.shape[2], num_samples, H) else ("triton",)
+    chosen = SCORE_ANCHORS_BACKENDS.resolve(backend, features.device, features.dtype, unlaunchable)
     steps = float(num_steps) if num_steps is not None else float(max(features.shape[2], 1))
     args = (features, segments, w1, b1, w2, b2, num_samples, samples_per_point, float(context), padding,
             coord_features, activation, steps)

@@ -103,7 +103,7 @@ def segment_interp(
     is ever read or written out of bounds. Empty B, K, C or N give an empty result.
     """
     check_segment_interp_args(features, segments, num_samples, samples_per_point, context, padding)
-    chosen = SEGMENT_INTERP_BACKENDS.resolve(backend, features.device)
+    chosen = SEGMENT_INTERP_BACKENDS.resolve(backend, features.device, features.dtype)
     args = (features, segments, num_samples, samples_per_point, float(context), padding)
     if chosen == "reference":
         return segment_interp_reference(*args)

@@ -197,7 +197,7 @@ def soft_nms(
     """
     check_soft_nms_args(segments, scores, labels, lengths, method, sigma, iou_threshold, min_score, top_k, width_gate)
     float64 = torch.float64 in (segments.dtype, scores.dtype)
-    chosen = SOFT_NMS_BACKENDS.resolve(backend, segments.device)
+    chosen = SOFT_NMS_BACKENDS.resolve(backend, segments.device, segments.dtype)
     if float64 and chosen not in _FLOAT64_BACKENDS:
         if backend != "auto":
             raise TypeError(f"soft_nms: the {chosen!r} backend computes in float32 only; float64 inputs run on "

@@ -14,7 +14,9 @@ where A_n[k, t] is the interpolation weight with which point n of segment k read
 registers from the segment coordinates (comparisons, no memory reads) and feeds it to tl.dot
 with the matching G tile, accumulating the hidden pre-activation in float32; then it adds the
 coordinate term and bias, applies the activation and multiplies by W2 (also tl.dot), writing
-only (B, K, out_channels). Only the time steps a tile of segments actually reads are visited:
+only (B, K, out_channels). That second layer is fused only for a few outputs (the launcher's
+FUSED_OUTPUT_LIMIT: its accumulator lives in registers for the whole program); for more, the
+kernel writes the pre-activation and the launcher applies act and W2 as a library matmul. Only the time steps a tile of segments actually reads are visited:
 for each point n the loop runs over [min, max] of the tile's taps. With segments in grid order
 (all start <= end pairs, as RCL / BMN enumerate them) that range is about BLOCK_K steps, so the
 reduction per point is ~64 steps instead of C (256) for the direct product with W1: about 3x
@@ -51,6 +53,7 @@ import triton.language as tl
 
 # The SoI op's own Triton helpers: make_tap of csrc/segment_interp_common.h on vectors, and
 # the correctly rounded sub-sample fraction, so both ops sample identically.
+from rcl_kernels.triton._score_anchors_tiles import FWD_CONFIGS, PROJECTED_CONFIGS, SEGMENTS_CONFIGS
 from rcl_kernels.triton._segment_interp_kernels import _div_rn, _sample_fraction, _taps
 
 # What _point_matrix builds for point n: the interpolation weights A_n[k, t], or their
@@ -58,20 +61,6 @@ from rcl_kernels.triton._segment_interp_kernels import _div_rn, _sample_fraction
 WEIGHTS = tl.constexpr(0)
 D_START = tl.constexpr(1)
 D_END = tl.constexpr(2)
-
-# GPU tile candidates (BLOCK_K, BLOCK_T, BLOCK_H, warps, stages) for the autotuner, per tl.dot
-# precision. "tf32" (also 16-bit operands): the M = 64 tiles get wgmma instructions. "ieee"
-# (float32 without TF32): tl.dot runs on the FMA units with its operands in registers, so the
-# tiles are smaller; the "tf32" ones spill 0.9 KB (forward) and 8.5 KB (projected backward)
-# there. tests/triton_hopper_compile.py reports registers and spills of each for sm_90 (no GPU
-# needed) and tests/test_triton_hopper_compile.py bounds the spills.
-FWD_CONFIGS = {"tf32": [(64, 32, 128, 8, 2), (64, 16, 128, 8, 3), (64, 32, 64, 8, 2)],
-               "ieee": [(32, 32, 64, 8, 2), (32, 16, 64, 8, 2), (16, 32, 64, 4, 2)]}
-PROJECTED_CONFIGS = {"tf32": [(64, 64, 128, 8, 2), (64, 32, 128, 8, 2), (32, 32, 64, 4, 3)],
-                     "ieee": [(32, 32, 64, 4, 2), (32, 64, 64, 8, 2), (16, 32, 64, 4, 3)]}
-SEGMENTS_CONFIGS = {"tf32": [(64, 32, 64, 4, 2), (64, 32, 128, 8, 2)],
-                    "ieee": [(32, 32, 64, 4, 2), (32, 16, 64, 4, 2)]}
-
 
 @triton.jit
 def _position(win_a, win_b, n, s, S, NS):
@@ -181,7 +170,7 @@ def fwd_kernel(
     g_ptr, seg_ptr, wc_ptr, b1_ptr, w2_ptr, b2_ptr, out_ptr, hid_ptr,
     K, T, H, O, N, S, context, num_steps,
     PADDING: tl.constexpr, NUM_COORD: tl.constexpr, ACTIVATION: tl.constexpr,
-    SAVE_HIDDEN: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
+    SAVE_HIDDEN: tl.constexpr, FUSE_OUTPUT: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_K: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_O: tl.constexpr,
 ):
     """out[b, k] = W2 act(sum_n A_n G[b, :, n] + Wc phi + b1) + b2 for BLOCK_K segments of video b.
@@ -190,6 +179,12 @@ def fwd_kernel(
     b1: (H,) float32; w2: (O, H); b2: (O,) float32; out: (B, K, O); hid: (B, K, H), the
     pre-activation, written when SAVE_HIDDEN. All contiguous. Offsets inside one video or
     tile are 32-bit (the launcher checks T N H < 2**31); per-video bases are 64-bit.
+
+    FUSE_OUTPUT: the second layer is done here, into a [BLOCK_K, BLOCK_O >= O] accumulator
+    held in registers for the whole program; the launcher does this only for O up to
+    FUSED_OUTPUT_LIMIT[PREC]. Without it the kernel stops at the pre-activation (SAVE_HIDDEN must be
+    set) and the launcher applies act and W2 as one library matmul: no hidden unit is computed
+    twice, at the price of writing and reading (B, K, H) once.
     """
     b, k0 = _video_and_tile(tl.program_id(0), K, BLOCK_K)
     local = tl.arange(0, BLOCK_K)
@@ -201,7 +196,8 @@ def fwd_kernel(
     offs_o = tl.arange(0, BLOCK_O)
     mask_o = offs_o < O
     dtype = g_ptr.dtype.element_ty
-    out_acc = tl.zeros((BLOCK_K, BLOCK_O), dtype=tl.float32)
+    if FUSE_OUTPUT:
+        out_acc = tl.zeros((BLOCK_K, BLOCK_O), dtype=tl.float32)
     nan_rows = _nan_rows(win_a, win_b, N, S, NS)
     for h0 in range(0, H, BLOCK_H):
         offs_h = h0 + tl.arange(0, BLOCK_H)
@@ -231,13 +227,15 @@ def fwd_kernel(
         if SAVE_HIDDEN:
             tl.store(hid_ptr + row0 * H + (local[:, None] * H + offs_h[None, :]), hidden,
                      mask=mask_k[:, None] & mask_h[None, :])
-        act = _activate(hidden.to(tl.float32), ACTIVATION).to(dtype)
-        w2t = tl.load(w2_ptr + offs_o[None, :] * H + offs_h[:, None],
-                      mask=mask_h[:, None] & mask_o[None, :], other=0.0)  # [BLOCK_H, BLOCK_O]
-        out_acc = _mma(act, w2t, out_acc, PREC, UPCAST)
-    out_acc += tl.load(b2_ptr + offs_o, mask=mask_o, other=0.0)[None, :]
-    tl.store(out_ptr + row0 * O + (local[:, None] * O + offs_o[None, :]), out_acc.to(out_ptr.dtype.element_ty),
-             mask=mask_k[:, None] & mask_o[None, :])
+        if FUSE_OUTPUT:
+            act = _activate(hidden.to(tl.float32), ACTIVATION).to(dtype)
+            w2t = tl.load(w2_ptr + offs_o[None, :] * H + offs_h[:, None],
+                          mask=mask_h[:, None] & mask_o[None, :], other=0.0)  # [BLOCK_H, BLOCK_O]
+            out_acc = _mma(act, w2t, out_acc, PREC, UPCAST)
+    if FUSE_OUTPUT:
+        out_acc += tl.load(b2_ptr + offs_o, mask=mask_o, other=0.0)[None, :]
+        tl.store(out_ptr + row0 * O + (local[:, None] * O + offs_o[None, :]), out_acc.to(out_ptr.dtype.element_ty),
+                 mask=mask_k[:, None] & mask_o[None, :])
 
 
 @triton.jit

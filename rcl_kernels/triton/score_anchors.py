@@ -18,7 +18,9 @@ from rcl_kernels.reference.score_anchors import (
     coordinate_features,
     coordinate_features_backward,
 )
+from rcl_kernels._launch_plan import LaunchPlan
 from rcl_kernels.triton import _launching
+from rcl_kernels.triton import _score_anchors_tiles as _tiles
 
 AVAILABLE = TRITON_VERSION is not None
 
@@ -76,6 +78,78 @@ def projected_grid(B: int, T: int, H: int, N: int):
                                                _cdiv(H, meta["BLOCK_H"]))
 
 
+def _tile_span(block_k: int, T: int) -> int:
+    """Time steps one point of a tile of block_k segments reads, for segments in grid order
+    (consecutive starts one step apart, as RCL and BMN enumerate anchors): two taps each, one
+    step apart from segment to segment, so block_k + 1, at most the video."""
+    return min(block_k + 1, T)
+
+
+def _visited(span: int, T: int, block_t: int) -> int:
+    """Steps the kernels' loop over [lo, hi] visits for a span of taps: one step of slack below
+    and two above (_point_range), in whole time tiles."""
+    return _cdiv(min(span + 3, T), block_t) * block_t
+
+
+def score_anchors_launch_plans(B: int, T: int, K: int, N: int, H: int, O: int, dtype: torch.dtype, *,
+                               S: int = 1, tf32: bool = False, span: int | None = None,
+                               backward: bool = True, all_configs: bool = False) -> list[LaunchPlan]:
+    """The launches of score_anchors' Triton kernels for a problem (B videos of T steps, K
+    segments each, N points of S sub-samples, H hidden units, O outputs, features of dtype; tf32
+    as torch.backends.cuda.matmul.allow_tf32), as the launchers grid them: the forward, and with
+    backward the projected and segment backward kernels (segment gradients asked for). Each
+    autotune candidate is one plan with all_configs, else the first (the autotuner times them all
+    on a GPU and keeps the fastest).
+
+    Unit: multiply-adds of tl.dot, counting every lane of every tile: masked segment, hidden,
+    output and time lanes, the slack steps of the point ranges, and whatever is computed twice.
+    Needed: the same dense products over exactly the segments, hidden units and outputs of the
+    problem and the time steps each tile's points read (span, by default the grid-order
+    _tile_span). The scans of bwd_projected_kernel over segment tiles (one lane per segment and
+    point) count too. Not counted: building the interpolation tiles (2 S selects per entry,
+    against BLOCK_H multiply-adds) and the PyTorch matmuls around the kernels. The dense tiles
+    themselves do span / (2 S) times the multiply-adds of a sparse two-tap gather: that is the
+    formulation (tensor cores instead of gathers), not waste, and is left out of the ratio."""
+    prec = "ieee" if dtype == torch.float32 and not tf32 else "tf32"
+    threads = 32
+    plans = []
+
+    def entries(table):
+        return table[prec] if all_configs else table[prec][:1]
+
+    fuse = fused_output(O, prec)
+    for bk, bt, bh, warps, _ in entries(_tiles.FWD_CONFIGS):
+        meta = {"BLOCK_K": bk, "BLOCK_T": bt, "BLOCK_H": bh}
+        blocks = segment_tiles_grid(B, K)(meta)[0]
+        w = span if span is not None else _tile_span(bk, T)
+        h_pad = _cdiv(H, bh) * bh
+        done = blocks * bk * h_pad * (N * _visited(w, T, bt) + (output_block(O, prec) if fuse else 0))
+        needed = B * K * H * (N * w + (O if fuse else 0))
+        plans.append(LaunchPlan("fwd_kernel", blocks, warps * threads, done, needed,
+                                f"tl.dot multiply-adds; BLOCK_K/T/H = {bk}/{bt}/{bh}"
+                                + ("" if fuse else f"; O = {O} > {FUSED_OUTPUT_LIMIT[prec]}: second layer by torch")))
+    if not backward:
+        return plans
+    for bk, bt, bh, warps, _ in entries(_tiles.PROJECTED_CONFIGS):
+        meta = {"BLOCK_K": bk, "BLOCK_T": bt, "BLOCK_H": bh}
+        gx, gy = projected_grid(B, T, H, N)(meta)
+        w = span if span is not None else _tile_span(bk, T)
+        tiles_k = _cdiv(K, bk)
+        # A segment tile's [lo, hi] (w + 3 steps) meets (w + 2) / BLOCK_T + 1 time tiles on average.
+        meetings = B * N * tiles_k * min((min(w + 3, T) - 1) / bt + 1, _cdiv(T, bt))
+        done = meetings * bt * bk * gy * bh + gx * gy * tiles_k * bk
+        plans.append(LaunchPlan("bwd_projected_kernel", gx * gy, warps * threads, done, B * K * H * N * w,
+                                f"tl.dot multiply-adds + segment-scan lanes; BLOCK_K/T/H = {bk}/{bt}/{bh}"))
+    for bk, bt, bh, warps, _ in entries(_tiles.SEGMENTS_CONFIGS):
+        meta = {"BLOCK_K": bk, "BLOCK_T": bt, "BLOCK_H": bh}
+        blocks = segment_tiles_grid(B, K)(meta)[0]
+        w = span if span is not None else _tile_span(bk, T)
+        done = blocks * bk * _cdiv(H, bh) * bh * N * _visited(w, T, bt)
+        plans.append(LaunchPlan("bwd_segments_kernel", blocks, warps * threads, done, B * K * H * N * w,
+                                f"tl.dot multiply-adds; BLOCK_K/T/H = {bk}/{bt}/{bh}"))
+    return plans
+
+
 def _precision(dtype: torch.dtype, device: torch.device) -> dict:
     """tl.dot settings: TF32 for float32 only where torch's allow_tf32 flag says so; the
     interpreter's bf16 workaround (see _mma)."""
@@ -93,16 +167,48 @@ def _projection_weights(w1: torch.Tensor, C: int, N: int) -> torch.Tensor:
     return w1[:, : C * N].reshape(H, C, N).permute(1, 2, 0).reshape(C, N * H)
 
 
+def launchable(T: int, N: int, H: int) -> bool:
+    """Whether the kernels can take a video of T steps, N points and H hidden units: offsets
+    inside one video's (T, N, H) projected features are 32-bit."""
+    return T * N * H < 2**31
+
+
 def _project(features: torch.Tensor, w1: torch.Tensor, N: int) -> tuple[torch.Tensor, torch.Tensor]:
     """G (B, T, N, H) = sum_c F[b, c, t] W1[h, c N + n], contiguous, in the features' dtype (a
     PyTorch matmul: float32 accumulation, TF32 as the user's torch flags say), and F as (B, T, C)."""
     B, C, T = features.shape
     H = w1.shape[0]
-    if T * N * H >= 2**31:
+    if not launchable(T, N, H):
         raise ValueError(f"score_anchors: backend 'triton' needs T * num_samples * hidden < 2**31 per video, "
                          f"got {T} * {N} * {H}")
     f_tc = features.transpose(1, 2)
     return torch.matmul(f_tc, _projection_weights(w1, C, N)).view(B, T, N, H), f_tc
+
+
+# The most outputs the forward kernel computes itself, per tl.dot precision. Its second-layer
+# accumulator is [BLOCK_K, BLOCK_O >= O] float32 for the whole program. ptxas for sm_90
+# (tests/triton_hopper_compile.py), fused: at O = 128 the float32 FMA ("ieee") configs spill
+# 344-380 B, at O = 512 every precision spills 6-16 KB and two TF32 configs need 288 KB of shared
+# memory, above 512 every config needs 260-264 KB (> 227 KB, OutOfResources on H100 / H200);
+# at O = 64 the MMA configs ("tf32", 16-bit) fit without spills, the "ieee" ones spill 264-292 B.
+# Above the limit the kernel stops at the pre-activation and the second layer is one library
+# matmul (see fused_output).
+FUSED_OUTPUT_LIMIT = {"tf32": 64, "ieee": 32}
+
+
+def fused_output(O: int, prec: str) -> bool:
+    """Whether the forward kernel applies the second layer itself (O <= FUSED_OUTPUT_LIMIT[prec]).
+    Otherwise it writes the (B, K, H) pre-activation and act + W2 run as a PyTorch matmul: no
+    hidden unit computed twice (tiling O over programs would recompute the whole first layer,
+    by far the larger part, once per O tile), for one extra write and read of (B, K, H) in the
+    features' dtype and one activation pass over it (with a gradient the kernel saves it anyway)."""
+    return O <= FUSED_OUTPUT_LIMIT[prec]
+
+
+def output_block(O: int, prec: str) -> int:
+    """BLOCK_O of the forward kernel: the output tile when fused (the smallest power of two >= O
+    that tl.dot takes), the smallest tile otherwise (unused)."""
+    return _pow2_at_least(O, 16) if fused_output(O, prec) else 16
 
 
 def _forward_impl(features, segments, w1, b1, w2, b2, num_samples, samples_per_point, context, padding,
@@ -111,8 +217,10 @@ def _forward_impl(features, segments, w1, b1, w2, b2, num_samples, samples_per_p
     K = segments.shape[1]
     H, O = w1.shape[0], w2.shape[0]
     N = num_samples
+    precision = _precision(features.dtype, features.device)
+    fuse = fused_output(O, precision["PREC"])
     out = features.new_empty((B, K, O))
-    hidden = features.new_empty((B, K, H) if save_hidden else (0,))
+    hidden = features.new_empty((B, K, H) if save_hidden or not fuse else (0,))
     if out.numel() == 0 and hidden.numel() == 0:
         return out, hidden
     projected, _ = _project(features, w1, N)
@@ -122,9 +230,14 @@ def _forward_impl(features, segments, w1, b1, w2, b2, num_samples, samples_per_p
         projected, segments.contiguous(), w1_coord, b1.float().contiguous(), w2.contiguous(),
         b2.float().contiguous(), out, hidden, K, T, H, O, N, samples_per_point, float(context), float(num_steps),
         PADDING=PADDING_CODES[padding], NUM_COORD=COORD_FEATURES[coord_features],
-        ACTIVATION=ACTIVATION_CODES[activation], SAVE_HIDDEN=save_hidden, BLOCK_O=_pow2_at_least(O, 16),
-        **_precision(features.dtype, features.device),
+        ACTIVATION=ACTIVATION_CODES[activation], SAVE_HIDDEN=save_hidden or not fuse, FUSE_OUTPUT=fuse,
+        BLOCK_O=output_block(O, precision["PREC"]), **precision,
     )
+    if not fuse:
+        # Linear2 as the reference applies it: in the features' dtype, float32 accumulation.
+        out = torch.nn.functional.linear(_activation_forward(hidden, activation), w2, b2)
+        if not save_hidden:
+            hidden = features.new_empty((0,))
     return out, hidden
 
 
