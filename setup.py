@@ -24,6 +24,13 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "0").lower() in ("1", "true", "yes", "on")
 
 
+def nvcc_flags() -> list:
+    """The nvcc flags of every CUDA kernel (csrc/cuda/nvcc_flags.txt, shared with CMakeLists.txt
+    and tests/cuda_ptx.py): no fast math, no flush-to-zero."""
+    with open(os.path.join(ROOT, "csrc", "cuda", "nvcc_flags.txt")) as fh:
+        return [line.strip() for line in fh if line.strip() and not line.lstrip().startswith("#")]
+
+
 def _build_extensions():
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
@@ -61,11 +68,8 @@ def _build_extensions():
     extra = {"cxx": cxx_flags}
     if with_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
-        nvcc = (["-O0", "-G", "-lineinfo"] if debug else ["-O3", "-lineinfo"]) + [
-            "--use_fast_math",
-            "--expt-relaxed-constexpr",
-        ]
-        extra["nvcc"] = nvcc
+        opt_nvcc = ["-O0", "-G", "-lineinfo"] if debug else ["-O3", "-lineinfo"]
+        extra["nvcc"] = opt_nvcc + nvcc_flags()
         ext_cls = CUDAExtension
     else:
         ext_cls = CppExtension

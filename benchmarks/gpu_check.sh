@@ -3,7 +3,7 @@
 # build the extension for the card, run the launch-boundary and multi-device cases, the test suite
 # (CUDA and Triton on the GPU, every dtype), our CUDA kernels' tests under compute-sanitizer
 # memcheck, racecheck and initcheck, then the benchmarks.
-# Everything lands under $OUT in at most 11 files (the benchmark folder travels as one tarball).
+# Everything lands under $OUT in at most 12 files (the benchmark folder travels as one tarball).
 #
 # A lent machine gives 15 minutes in all, starts included, and one command at most 10, so every
 # step has a time limit and all of them end within GPU_CHECK_BUDGET_S of the start (default 480 s:
@@ -44,6 +44,13 @@ timeout "$(limit 330 40)" python -m pytest -q -p no:cacheprovider -rfEs -m gpu \
   -k "boundary or second_device" tests/test_soft_nms_cuda_emulated.py tests/test_segment_interp_kernels.py \
   >"$OUT/boundaries.log" 2>&1
 stamp "boundaries exit $?: $(tail -1 "$OUT/boundaries.log")"
+
+# The size matrix (tests/size_matrix.py): every kernel's launch at the sizes users run and the
+# ptxas resources of every CUDA kernel, as CI checks them, here with this machine's toolkit (the
+# Triton compiles of the matrix run in the suite below, tests/test_size_matrix.py).
+stamp "size matrix"
+timeout "$(limit 300 90)" python tests/size_matrix.py --plans-only >"$OUT/size_matrix.md" 2>&1
+stamp "size matrix exit $?: $(grep -c '^| ' "$OUT/size_matrix.md") table rows"
 
 # The whole suite: the CPU tests are quick on 16 cores and the GPU ones are the point. No -x: a
 # first run on a card should list every failure.

@@ -1,9 +1,9 @@
 // Separately rounded float arithmetic shared by every kernel whose results must match across
-// backends bit for bit. The CUDA build uses --use_fast_math, under which nvcc fuses a + b * c
-// into one FMA and approximates float division; a position or a score would then differ from
-// the CPU kernel and the reference by an ulp (which flips an interpolation interval, or a
-// Soft-NMS selection). On the device these are the __[fd]*_rn intrinsics, which are never
-// contracted; on the host the files that need it turn contraction off.
+// backends bit for bit. nvcc contracts a + b * c into one FMA (-fmad=true, kept for the kernels'
+// sums; csrc/cuda/nvcc_flags.txt); a position or a score would then differ from the CPU kernel
+// and the reference by an ulp (which flips an interpolation interval, or a Soft-NMS selection).
+// On the device these are the __[fd]*_rn intrinsics, which are never contracted; on the host the
+// files that need it turn contraction off.
 #pragma once
 
 #include "host_device.h"

@@ -20,6 +20,8 @@ class LaunchPlan:
     operations (multiply-adds, taps or candidate decays; the kernel's docstring says which) the
     launch performs, counting every evaluated lane, masked or not. work_needed: the same unit
     operations a minimal algorithm needs for this problem. note: what the unit is.
+    parallel_limit: the most blocks the problem can keep busy by the kernel's design (Soft-NMS:
+    one per video), where that is fewer than a GPU has SMs; None: no such limit.
     """
 
     kernel: str
@@ -28,6 +30,7 @@ class LaunchPlan:
     work_done: float
     work_needed: float
     note: str = ""
+    parallel_limit: int | None = None
 
     @property
     def work_ratio(self) -> float:

@@ -53,7 +53,8 @@ HOPPER_MAX_SHARED_BYTES = 227 * 1024
 # and add as mul.rn / add.rn, which ptxas may not contract (and Triton passes --fmad=false), so an
 # fma.rn.f32 left in the PTX is one the source asked for. div.full.f32 is Triton's approximate
 # float32 "/" (up to 2 ulp), div.rn.f32 the correctly rounded tl.math.div_rn.
-PTX_COUNTS = {"fma_f32": "fma.rn.f32", "div_full_f32": "div.full.f32", "div_rn_f32": "div.rn.f32"}
+# ".ftz": instructions that flush subnormals to zero (the CUDA build has none, tests/test_cuda_ptx.py).
+PTX_COUNTS = {"fma_f32": "fma.rn.f32", "div_full_f32": "div.full.f32", "div_rn_f32": "div.rn.f32", "ftz": ".ftz"}
 
 _PTXAS_REGISTERS = re.compile(r"Used (\d+) registers")
 _PTXAS_FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
@@ -75,10 +76,15 @@ class CompileOnlyDriver:
         return 0
 
 
+_USAGE: dict[str, dict] = {}  # ptxas_usage per compiled kernel (its hash): many launches share one
+
+
 def ptxas_usage(backend, kernel, arch: int) -> dict:
     """Registers per thread and local-memory bytes of a compiled kernel, from ptxas -v. Triton
     discards that log (and a cached kernel never reaches ptxas), so the kernel's PTX goes through
     Triton's own ptxas step once more, with its options and TRITON_DUMP_PTXAS_LOG on."""
+    if kernel.hash in _USAGE:
+        return _USAGE[kernel.hash]
     options = backend.parse_options(kernel.metadata._asdict())
     log = io.StringIO()
     previous = triton.knobs.nvidia.dump_ptxas_log
@@ -93,8 +99,9 @@ def ptxas_usage(backend, kernel, arch: int) -> dict:
     if registers is None or frame is None:
         raise RuntimeError(f"unexpected ptxas -v log for {kernel.metadata.name}:\n{text}")
     stack, stores, loads = map(int, frame.groups())
-    return {"registers": int(registers.group(1)), "stack_frame_bytes": stack, "spill_store_bytes": stores,
-            "spill_load_bytes": loads}
+    _USAGE[kernel.hash] = {"registers": int(registers.group(1)), "stack_frame_bytes": stack,
+                           "spill_store_bytes": stores, "spill_load_bytes": loads}
+    return _USAGE[kernel.hash]
 
 
 @contextlib.contextmanager

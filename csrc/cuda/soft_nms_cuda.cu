@@ -10,8 +10,9 @@
 // than about 19,000 per video on an H100 without labels, 11,000 with) keep them in a global
 // scratch buffer instead: same code, slower memory.
 //
-// The arithmetic (csrc/soft_nms_common.h) uses __f*_rn intrinsics, so --use_fast_math neither
-// fuses nor approximates anything that decides a selection.
+// The arithmetic (csrc/soft_nms_common.h) uses __f*_rn intrinsics, so nvcc's FMA contraction
+// (-fmad=true) never fuses anything that decides a selection, and the build does not flush
+// subnormals (csrc/cuda/nvcc_flags.txt).
 //
 // The kernel and its launch plan are in soft_nms_kernels.cuh (so that tests can also run them
 // on the CPU, see tests/cuda_emulation); this file holds the operator entry point and the launch.
@@ -23,6 +24,9 @@
 #include <cuda_runtime.h>
 #include <torch/library.h>
 
+#include <mutex>
+#include <unordered_set>
+
 #include "cuda/device_attributes.h"
 #include "cuda/soft_nms_kernels.cuh"
 #include "soft_nms_checks.h"
@@ -31,6 +35,31 @@
 namespace rcl_kernels {
 namespace soft_nms {
 namespace {
+
+// Lets soft_nms_kernel<kMethod, kLabels> launch with up to `max_dynamic_bytes` of dynamic shared
+// memory on `device` (the current one): cudaFuncAttributeMaxDynamicSharedMemorySize, set once per
+// kernel and device, to the most any launch of it can ask for.
+//
+// Why once, to the maximum: the attribute belongs to the function in the device's context, shared
+// by every host thread, and a launch fails when it asks for more dynamic memory than the value at
+// launch time. Set per launch to that launch's own need (as it was), thread A (P = 10,000, 120 KB)
+// could set 120 KB, thread B (P = 5,000) then set 60 KB, and A's launch fail; no lock around
+// set-and-launch would help against a thread that launches through another library. Set here,
+// the value changes once, before the first launch that needs it (a second thread waits on the
+// mutex until it is set) and never goes down again: every plan's dynamic_bytes is at most
+// optin_limit - static_bytes (plan_launch takes the global-memory path beyond), so no interleaving
+// of threads can leave a launch above the limit. A larger limit costs nothing: a block's
+// footprint, and so the occupancy, is the dynamic size of its launch, not the attribute.
+template <Method kMethod, bool kLabels>
+void allow_dynamic_shared_memory(int device, int64_t max_dynamic_bytes) {
+  static std::mutex mutex;
+  static std::unordered_set<int> devices_done;
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (devices_done.count(device) != 0) return;
+  C10_CUDA_CHECK(cudaFuncSetAttribute(soft_nms_kernel<kMethod, kLabels>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      static_cast<int>(max_dynamic_bytes)));
+  devices_done.insert(device);
+}
 
 template <Method kMethod, bool kLabels>
 void launch(const Inputs& in, const Outputs& out, const Params& p, int64_t V, const at::Tensor& like,
@@ -48,10 +77,7 @@ void launch(const Inputs& in, const Outputs& out, const Params& p, int64_t V, co
   if (plan.global_scratch) {
     scratch = at::empty({V, 3 * static_cast<int64_t>(in.P)}, like.options().dtype(at::kFloat));
   }
-  if (plan.opt_in) {
-    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(plan.dynamic_bytes)));
-  }
+  if (plan.opt_in) allow_dynamic_shared_memory<kMethod, kLabels>(device, smem.optin_limit - smem.static_bytes);
   kernel<<<static_cast<unsigned int>(V), plan.threads, static_cast<size_t>(plan.dynamic_bytes), stream>>>(
       in, out, p, scratch.defined() ? scratch.mutable_data_ptr<float>() : nullptr);
   C10_CUDA_KERNEL_LAUNCH_CHECK();

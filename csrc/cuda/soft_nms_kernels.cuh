@@ -207,10 +207,11 @@ struct SharedMemory {
 
 struct LaunchPlan {
   int threads;
-  int64_t dynamic_bytes;  // 0 on the global-memory path
+  int64_t dynamic_bytes;  // 0 on the global-memory path; never above optin_limit - static_bytes
   bool global_scratch;    // candidates in a (V, 3 P) float buffer instead of shared memory
-  bool opt_in;            // static + dynamic exceed the default limit: raise the kernel's
-                          // cudaFuncAttributeMaxDynamicSharedMemorySize to dynamic_bytes first
+  bool opt_in;            // static + dynamic exceed the default limit: the kernel's
+                          // cudaFuncAttributeMaxDynamicSharedMemorySize must be raised first
+                          // (soft_nms_cuda.cu raises it once, to optin_limit - static_bytes)
 };
 
 inline int64_t candidate_bytes(int64_t P, bool labels) {

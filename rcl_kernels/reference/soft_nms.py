@@ -45,9 +45,9 @@ def f32(x: float) -> float:
 
 def comparable_min_score(min_score: float) -> float:
     """min_score as every backend compares scores with it: rounded to float32, and 0 when that
-    is subnormal. The CUDA build's comparisons flush subnormal operands to zero
-    (--use_fast_math: setp.ge.ftz.f32), so a subnormal min_score acts as 0 there. rcl_kernels.soft_nms
-    flushes it before any backend sees it, so all of them agree."""
+    is subnormal, as the scores are (flush_score in csrc/soft_nms_common.h). rcl_kernels.soft_nms
+    flushes it before any backend sees it, so all of them agree whatever a device's subnormal
+    mode (the CUDA build keeps subnormals: no -ftz, tests/test_cuda_ptx.py)."""
     rounded = f32(min_score)
     return 0.0 if abs(rounded) < FLT_MIN else rounded
 

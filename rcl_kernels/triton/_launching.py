@@ -14,6 +14,14 @@ MAX_GRID_X = 2**31 - 1
 MAX_GRID_YZ = 65_535
 
 
+# Launch options of every kernel whose float results must match the CPU's rounding: no fused
+# multiply-add contraction, and no flush-to-zero in libdevice (Triton's default,
+# enable_reflect_ftz=True, turns tl.floor into cvt.rmi.ftz.f32.f32: floor(-1e-39) = -0 instead of
+# -1, so a subnormal negative position reads and differentiates the interval [0, 1] instead of
+# [-1, 0]). tests/test_size_matrix.py counts the .ftz instructions of every compiled kernel.
+EXACT_FLOAT_OPTIONS = {"enable_fp_fusion": False, "enable_reflect_ftz": False}
+
+
 def device_guard(device: torch.device):
     """Triton launches on the current CUDA device, whatever device the pointers belong to: make
     it the tensors' device for the launch. Nothing to do for CPU tensors (the interpreter)."""

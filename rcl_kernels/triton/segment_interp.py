@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from rcl_kernels import _segment_interp_registration as _registration
+from rcl_kernels._launch_plan import LaunchPlan
 from rcl_kernels._triton_support import TRITON_VERSION
 from rcl_kernels._vocabulary import PADDING_CODES
 from rcl_kernels.reference.segment_interp import (
@@ -22,8 +23,6 @@ from rcl_kernels.triton import _launching
 AVAILABLE = TRITON_VERSION is not None
 
 if AVAILABLE:
-    import triton
-
     from rcl_kernels.triton import _segment_interp_kernels as _kernels
 
 # Output tile of one program: BLOCK_N points (the contiguous output dimension) x BLOCK_C channels,
@@ -35,15 +34,42 @@ _MAX_BLOCK_N = 64
 _TILE_ELEMENTS = 1024
 
 
+_NUM_WARPS = 4
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(int(n) - 1, 0).bit_length()
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def _block_sizes(C: int, N: int) -> tuple[int, int]:
-    block_n = min(triton.next_power_of_2(N), _MAX_BLOCK_N)
-    block_c = max(1, min(triton.next_power_of_2(C), _TILE_ELEMENTS // block_n))
+    block_n = min(_next_pow2(N), _MAX_BLOCK_N)
+    block_c = max(1, min(_next_pow2(C), _TILE_ELEMENTS // block_n))
     return block_c, block_n
 
 
 def _grid(B: int, K: int, C: int, block_c: int) -> tuple[int, int]:
     """One program per (segment, channel block)."""
-    return _launching.launch_grid("segment_interp (triton)", B * K, triton.cdiv(C, block_c))
+    return _launching.launch_grid("segment_interp (triton)", B * K, _cdiv(C, block_c))
+
+
+def segment_interp_launch_plans(B: int, C: int, T: int, K: int, N: int, S: int) -> list[LaunchPlan]:
+    """The forward's and the backward's launch for one problem, from the launchers' own
+    _block_sizes and _grid (for the size matrix, tests/size_matrix.py). Unit of work: one
+    sub-sample of one point for one channel (two taps); a program evaluates its whole
+    BLOCK_C x BLOCK_N tile (masked lanes included) for each of the S sub-samples. Both kernels
+    use the same tiles and grid. Importable and callable without Triton."""
+    block_c, block_n = _block_sizes(C, N)
+    grid = _grid(B, K, C, block_c)
+    programs = grid[0] * grid[1]
+    done = programs * block_c * _cdiv(N, block_n) * block_n * S
+    needed = B * K * C * N * S
+    unit = f"sub-sample x point x channel evaluations (two taps each); tile {block_c} x {block_n}"
+    return [LaunchPlan(name, programs, _NUM_WARPS * 32, done, needed, unit)
+            for name in ("segment_interp_forward_kernel", "segment_interp_backward_kernel")]
 
 
 def _check_launchable(features: torch.Tensor, padding: str) -> None:
@@ -80,7 +106,7 @@ def segment_interp_triton_op(
             C, T, K, N, S,
             *features.stride(), *seg.stride(),
             PADDING=PADDING_CODES[padding], BLOCK_C=block_c, BLOCK_N=block_n,
-            num_warps=4, enable_fp_fusion=False,
+            num_warps=_NUM_WARPS, **_launching.EXACT_FLOAT_OPTIONS,
         )  # fmt: skip
     return out
 
@@ -115,7 +141,7 @@ def segment_interp_triton_backward_op(
                 *grad.stride(), *features.stride(), *seg.stride(),
                 PADDING=PADDING_CODES[padding],
                 NEED_FEATURES=need_features_grad, NEED_SEGMENTS=need_segments_grad,
-                BLOCK_C=block_c, BLOCK_N=block_n, num_warps=4, enable_fp_fusion=False,
+                BLOCK_C=block_c, BLOCK_N=block_n, num_warps=_NUM_WARPS, **_launching.EXACT_FLOAT_OPTIONS,
             )  # fmt: skip
     return grad_features.to(features.dtype), grad_segments.to(segments.dtype)
 

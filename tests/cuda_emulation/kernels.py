@@ -102,6 +102,27 @@ def segment_interp_backward(
     return grad_f, grad_s
 
 
+class SoiLaunchPlan(NamedTuple):
+    forward_grid: int
+    forward_block: tuple[int, int]
+    backward_grid: int
+    backward_block: tuple[int, int]
+    channel_tile: int
+    channel_tiles: int
+    segments_per_group: int
+    segment_groups: int
+    use_slab: bool
+    slab_bytes: int
+
+
+def segment_interp_plan(lib, B, C, T, K, N, S, *, acc_bytes=4, multiprocessors=132, need_features=True) -> SoiLaunchPlan:
+    """The CUDA SoI launches (csrc/cuda/segment_interp_kernels.cuh's point_block, grid_for and
+    plan_backward, as csrc/cuda/segment_interp_cuda.cu calls them)."""
+    v = (ctypes.c_int64 * 12)()
+    lib.soi_launch_plan(*_sizes(B, C, T, K, N, S, acc_bytes, multiprocessors), ctypes.c_int(need_features), v)
+    return SoiLaunchPlan(v[0], (v[1], v[2]), v[3], (v[4], v[5]), v[6], v[7], v[8], v[9], bool(v[10]), v[11])
+
+
 # --------------------------------------------------------------------------------------------
 # Soft-NMS (soft_nms_emulated.cpp)
 

@@ -69,6 +69,23 @@ void backward(const T* grad_out, const T* features, const T* segments, T* grad_f
 RCL_EMULATED_ENTRY_POINTS(float, f32)
 RCL_EMULATED_ENTRY_POINTS(double, f64)
 
+// The CUDA entry points' launches for one problem (the size matrix, tests/size_matrix.py), from
+// the same helpers: plan[0..2] forward grid and block (x, y); plan[3..5] backward grid and block;
+// plan[6..9] channel_tile, channel_tiles, segments_per_group, segment_groups; plan[10] use_slab;
+// plan[11] the slab's dynamic shared bytes. acc_bytes: sizeof(acc_t) (8 for float64, else 4).
+extern "C" void soi_launch_plan(int64_t B, int64_t C, int64_t Tn, int64_t K, int64_t N, int64_t S, int64_t acc_bytes,
+                                int64_t multiprocessors, int need_features, int64_t* plan) {
+  const Shape p = make_shape(B, C, Tn, K, N, S);
+  const dim3 forward_block = point_block(p.N, kForwardThreads);
+  const dim3 backward_block = point_block(p.N, kBackwardThreads);
+  const BackwardPlan bp = plan_backward(p, acc_bytes, multiprocessors, backward_block.y, need_features != 0);
+  const int64_t values[12] = {grid_for(p.B * p.K), forward_block.x, forward_block.y,
+                              grid_for(p.B * bp.channel_tiles * bp.segment_groups), backward_block.x,
+                              backward_block.y, bp.channel_tile, bp.channel_tiles, bp.segments_per_group,
+                              bp.segment_groups, bp.use_slab, bp.use_slab ? bp.channel_tile * p.T * acc_bytes : 0};
+  std::copy(values, values + 12, plan);
+}
+
 // Signed overflow on purpose, for x > 0: tests/test_sanitizers.py checks that UBSan reports it
 // (so a build that lost -fsanitize=undefined cannot pass the memcheck silently).
 extern "C" int sanitizer_probe_signed_overflow(int x) { return x + std::numeric_limits<int>::max(); }
