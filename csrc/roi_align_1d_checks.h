@@ -8,6 +8,8 @@
 
 #include <cmath>
 
+#include "roi_align_1d_common.h"
+
 namespace rcl_kernels {
 
 inline void check_roi_align_1d_args(const at::Tensor& input, const at::Tensor& rois, int64_t output_size,
@@ -25,13 +27,6 @@ inline void check_roi_align_1d_args(const at::Tensor& input, const at::Tensor& r
   TORCH_CHECK(input.size(2) >= 1 || rois.size(0) == 0 || input.size(1) == 0,
               "roi_align_1d: input must have at least one time step (T >= 1)");
 }
-
-// Sizes and sampling parameters of one call, for the kernels.
-struct RoiAlign1dProblem {
-  int64_t B, C, T, R, P;
-  int64_t sampling_ratio;
-  bool aligned;
-};
 
 inline RoiAlign1dProblem make_roi_align_1d_problem(const at::Tensor& input, const at::Tensor& rois,
                                                    int64_t output_size, int64_t sampling_ratio, bool aligned) {

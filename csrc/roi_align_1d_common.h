@@ -15,6 +15,13 @@ namespace rcl_kernels {
 // Keep in step with MAX_ADAPTIVE_SAMPLES in rcl_kernels/reference/roi_align_1d.py.
 constexpr int64_t kRoiAlignMaxAdaptiveSamples = int64_t(1) << 16;
 
+// Sizes and sampling parameters of one call, for the kernels.
+struct RoiAlign1dProblem {
+  int64_t B, C, T, R, P;
+  int64_t sampling_ratio;
+  bool aligned;
+};
+
 // Where one roi samples: batch index, start, bin size, sub-samples per bin, and the derivatives
 // of start and bin size with respect to the roi's two coordinates.
 template <typename acc_t>

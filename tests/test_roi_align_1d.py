@@ -342,3 +342,112 @@ def test_cpp_and_python_adaptive_caps_agree():
 
     header = (Path(__file__).resolve().parents[1] / "csrc" / "roi_align_1d_common.h").read_text()
     assert "kRoiAlignMaxAdaptiveSamples = int64_t(1) << 16" in header and MAX_ADAPTIVE_SAMPLES == 1 << 16
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU backends at the sizes detectors run: the Triton launcher's edge cases, the deterministic
+# paths, and the launch plans (blocks and work against the work needed) of the size matrix
+
+
+@pytest.mark.skipif(not ROI_ALIGN_1D_BACKENDS.available("cpu") or "triton" not in ROI_ALIGN_1D_BACKENDS.available("cpu"),
+                    reason="triton backend not available")
+def test_triton_forward_with_no_videos_reads_nothing():
+    """B = 0 with a fixed ratio: every roi is invalid (NaN), and nothing may be read from the
+    empty input (the kernel used to load through its null pointer: a segfault when interpreted,
+    an illegal address on a GPU). In a subprocess, so that a crash fails this test only."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch; from rcl_kernels.triton.roi_align_1d import roi_align_1d_triton_op as op; "
+            "out = op(torch.empty(0, 4, 8), torch.tensor([[0.0, 1.0, 5.0]]), 3, 1.0, 2, False); "
+            "assert out.shape == (1, 4, 3) and out.isnan().all(), out; "
+            "g = torch.ops.rcl_kernels.roi_align_1d_triton_backward(torch.ones(1, 4, 3), torch.empty(0, 4, 8), "
+            "torch.tensor([[0.0, 1.0, 5.0]]), 3, 1.0, 2, False, True, True); "
+            "assert g[0].shape == (0, 4, 8) and not g[1].any(); print('ok')")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-2000:])
+
+
+@pytest.mark.parametrize("device,backend", backend_params(ROI_ALIGN_1D_BACKENDS))
+def test_deterministic_mode_backward_matches_default(device, backend):
+    """torch.use_deterministic_algorithms(True) takes the gather input gradient (Triton, CUDA):
+    the same gradient as the default scatter one up to summation order, bitwise equal run to run."""
+    B, C, T, R, P = (2, 3, 20, 9, 3) if interpreted(device, backend) else (2, 5, 40, 50, 4)
+    x = torch.randn(B, C, T, device=device)
+    rois = random_rois(B, R, T).to(device)
+    rois[: R // 2, 1:] = rois[0, 1:]
+    grad_out = torch.randn(R, C, P, device=device)
+
+    def run(ratio):
+        return _grads(lambda f, r: rcl_kernels.roi_align_1d(f, r, P, 1.0, ratio, False, backend=backend), x, rois,
+                      grad_out)
+
+    for ratio in (0, 2):
+        default = run(ratio)
+        previous = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True)
+        try:
+            first, again = run(ratio), run(ratio)
+        finally:
+            torch.use_deterministic_algorithms(previous)
+        assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+        torch.testing.assert_close(first[0], default[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(first[1], default[1], rtol=1e-5, atol=1e-5)
+
+
+def size_matrix():
+    """(B, C, T, R, P, sampling_ratio, roi_length) at the sizes detectors run: BMN ActivityNet
+    (C = 400 and 256, T = 100, a D x T = 100 x 100 proposal map, 32 bins), OpenTAD's BMN and
+    G-TAD defaults (C = 128..512, T = 128, 128 x 128 proposals), ActionFormer-style rois
+    (T = 2,304 and 4,096, K = 10^4 and 10^5, C = 512, P = 8..32), adaptive and fixed sampling;
+    B = 1 and 16."""
+    for B in (1, 16):
+        for C in (256, 400):
+            for ratio in (-1, 3):
+                yield B, C, 100, B * 100 * 100, 32, ratio, 20.0
+        for C in (128, 256, 512):
+            for ratio in (-1, 2):
+                yield B, C, 128, B * 128 * 128, 32, ratio, 32.0
+        for T in (2304, 4096):
+            for K in (10_000, 100_000):
+                for P in (8, 16, 32):
+                    for ratio in (-1, 2):
+                        for length in (T / 64, T / 4):
+                            yield B, 512, T, B * K, P, ratio, length
+
+
+SMS = 132  # an H100 / H200
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_launch_plans_do_the_work_needed_and_fill_the_gpu(dtype):
+    """Every default-path GPU launch of roi_align_1d (Triton and CUDA, forward and backward) does
+    at most twice the work needed, counting masked lanes, and has at least 4 blocks per SM at B = 1."""
+    from rcl_kernels._roi_align_1d_launch import roi_align_1d_cuda_launch_plans
+    from rcl_kernels.triton.roi_align_1d import roi_align_1d_launch_plans
+
+    for B, C, T, R, P, ratio, length in size_matrix():
+        kw = dict(sampling_ratio=ratio, roi_length=length)
+        plans = roi_align_1d_launch_plans(B, C, T, R, P, dtype, **kw) + roi_align_1d_cuda_launch_plans(B, C, T, R, P,
+                                                                                                        **kw)
+        assert len(plans) == 6
+        for plan in plans:
+            where = (plan.kernel, B, C, T, R, P, ratio, length)
+            assert plan.work_needed > 0 and plan.work_ratio <= 2.0, (where, plan.work_ratio)
+            if B == 1:
+                assert plan.blocks >= 4 * SMS, (where, plan.blocks)
+
+
+def test_launch_plans_before_the_redesign_would_fail():
+    """The plan of the deterministic paths (the old design's loops) shows why they are not the
+    default: the Triton gather does about BLOCK_T / 2 the work needed, and the CUDA row walk has
+    B C threads (2 blocks at B = 1, C = 512)."""
+    from rcl_kernels._roi_align_1d_launch import roi_align_1d_cuda_launch_plans
+    from rcl_kernels.triton.roi_align_1d import roi_align_1d_launch_plans
+
+    triton_gather = roi_align_1d_launch_plans(1, 512, 4096, 100_000, 8, roi_length=1024.0, deterministic=True)[1]
+    assert triton_gather.kernel == "roi_align_1d_input_grad_gather_kernel" and triton_gather.work_ratio > 4
+    cuda_rows = roi_align_1d_cuda_launch_plans(1, 512, 4096, 100_000, 8, deterministic=True)[1]
+    assert cuda_rows.kernel == "input_grad_rows_kernel" and cuda_rows.blocks == 2

@@ -24,6 +24,8 @@ SPILL_LIMIT_BYTES = 64
 
 SOI = {"segment_interp_forward_kernel", "segment_interp_backward_kernel"}
 SCORING = {"fwd_kernel", "bwd_projected_kernel", "bwd_segments_kernel"}
+ROI_ALIGN_1D = {"roi_align_1d_forward_kernel", "roi_align_1d_input_grad_scatter_kernel",
+                "roi_align_1d_input_grad_gather_kernel", "roi_align_1d_rois_grad_kernel"}
 
 
 @functools.cache
@@ -92,6 +94,18 @@ def test_no_kernel_spills_registers():
                 for r in records if r["spill_store_bytes"] > SPILL_LIMIT_BYTES]
     assert not spilling, "\n".join(spilling)
     assert all(0 < r["registers"] <= 255 for r in records)
+
+
+def test_roi_align_1d_kernels_compile_wide_and_offset_in_64_bits():
+    """Every roi_align_1d kernel at the widest tiles (C = 512, P = 32) in every dtype, below the
+    register file's 255 per thread (the forward needed all 255 with a 4,096-element tile), and no
+    pointer offset computed in 32 bits (roi * C * P passes 2^31 at C = 512, P = 32, R > 131,072)."""
+    records = [r for r in compiled_records() if r["kernel"] in ROI_ALIGN_1D]
+    assert {(r["kernel"], r["dtype"]) for r in records if r["problem"] == "roi_align_1d wide"} == \
+        {(k, d) for k in ROI_ALIGN_1D for d in ("bfloat16", "float16", "float32", "float64")}
+    for r in records:
+        assert r["i32_pointer_offsets"] == 0, f"{describe(r)}: {r['i32_pointer_offsets']} 32-bit pointer offsets"
+        assert r["registers"] < 255, f"{describe(r)}: {r['registers']} registers"
 
 
 def test_main_job_reports_registers_and_spills():

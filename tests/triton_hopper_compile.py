@@ -56,6 +56,12 @@ HOPPER_MAX_SHARED_BYTES = 227 * 1024
 # ".ftz": instructions that flush subnormals to zero (the CUDA build has none, tests/test_cuda_ptx.py).
 PTX_COUNTS = {"fma_f32": "fma.rn.f32", "div_full_f32": "div.full.f32", "div_rn_f32": "div.rn.f32", "ftz": ".ftz"}
 
+# A pointer offset computed in 32 bits (tt.addptr with an i32 offset in the TTIR): it wraps once
+# the offset passes 2^31, so kernels whose offsets are products of sizes keep them in int64.
+# Constant offsets (a field of a row) cannot wrap and are not counted.
+_I32_POINTER_OFFSET = re.compile(r"tt\.addptr %[\w.]+, (%[\w.]+) : [^\n]*, (?:tensor<[\dx]+xi32>|i32)(?: loc\(|$)",
+                                 re.MULTILINE)
+_CONSTANT = re.compile(r"(%[\w.]+) = arith\.constant")
 _PTXAS_REGISTERS = re.compile(r"Used (\d+) registers")
 _PTXAS_FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
 
@@ -104,6 +110,12 @@ def ptxas_usage(backend, kernel, arch: int) -> dict:
     return _USAGE[kernel.hash]
 
 
+def i32_pointer_offsets(ttir: str) -> int:
+    """How many pointer offsets of a kernel's TTIR are computed in 32 bits (constants aside)."""
+    constants = set(_CONSTANT.findall(ttir))
+    return sum(offset not in constants for offset in _I32_POINTER_OFFSET.findall(ttir))
+
+
 @contextlib.contextmanager
 def compile_only(target: GPUTarget, records: list, all_configs: bool):
     """Launches compile (warmup=True) instead of running; an autotuner compiles each of its configs
@@ -120,7 +132,8 @@ def compile_only(target: GPUTarget, records: list, all_configs: bool):
                         "num_warps": kernel.metadata.num_warps, "num_stages": kernel.metadata.num_stages,
                         "enable_fp_fusion": kernel.metadata.enable_fp_fusion,
                         "shared_bytes": kernel.metadata.shared, **ptxas_usage(backend, kernel, target.arch),
-                        **{name: ptx.count(instruction) for name, instruction in PTX_COUNTS.items()}})
+                        **{name: ptx.count(instruction) for name, instruction in PTX_COUNTS.items()},
+                        "i32_pointer_offsets": i32_pointer_offsets(kernel.asm["ttir"])})
         return kernel
 
     def tuned(self, *args, **kwargs):
@@ -158,16 +171,28 @@ def segment_interp_launches(dtype: torch.dtype, paddings, C: int, N: int) -> Non
         soi.segment_interp_triton_backward_op(torch.ones_like(out), features, segments, N, 2, 0.25, padding, True, True)
 
 
-def roi_align_1d_launches(dtype: torch.dtype) -> None:
-    """Forward and backward (both gradients) of the Triton roi_align_1d launcher, fixed and
+# roi_align_1d sizes: odd small ones, and the detectors' widest (C = 512 channels, P = 32 bins,
+# ActionFormer-style), for which the launchers pick their largest tiles.
+ROI_ALIGN_1D_PROBLEMS = {"small": {"C": 19, "P": 5}, "wide": {"C": 512, "P": 32}}
+
+
+def roi_align_1d_launches(dtype: torch.dtype, C: int, P: int) -> None:
+    """Forward and backward (both gradients; the scatter input gradient, and the gather one that
+    torch.use_deterministic_algorithms selects) of the Triton roi_align_1d launcher, fixed and
     adaptive sampling, both aligned rules."""
-    B, C, T, R, P = 2, 19, 37, 7, 5
+    B, T, R = 2, 37, 7
     features = torch.randn(B, C, T, dtype=dtype)
     rois = torch.cat([torch.randint(0, B, (R, 1)).float(), torch.rand(R, 2) * T], dim=1)
     for sampling_ratio, aligned in ((2, True), (-1, False)):
         out = roi_align_1d_triton.roi_align_1d_triton_op(features, rois, P, 0.5, sampling_ratio, aligned)
-        roi_align_1d_triton.roi_align_1d_triton_backward_op(torch.ones_like(out), features, rois, P, 0.5,
-                                                             sampling_ratio, aligned, True, True)
+        for deterministic in (False, True):
+            previous = torch.are_deterministic_algorithms_enabled()
+            torch.use_deterministic_algorithms(deterministic)
+            try:
+                roi_align_1d_triton.roi_align_1d_triton_backward_op(torch.ones_like(out), features, rois, P, 0.5,
+                                                                     sampling_ratio, aligned, True, not deterministic)
+            finally:
+                torch.use_deterministic_algorithms(previous)
 
 
 def score_anchors_launches(dtype: torch.dtype, paddings, H: int = 40, O: int = 3, backward: bool = True) -> None:
@@ -205,8 +230,9 @@ def compile_all(arch: int = 90, full: bool = False) -> list[dict]:
                 # The large tile in one padding: the paddings change a few selects, not the tile.
                 segment_interp_launches(dtype, paddings if problem == "small" or full else paddings[:1], **sizes)
                 label(problem=f"segment_interp {problem}")
-            roi_align_1d_launches(dtype)
-            label(problem="roi_align_1d small")
+            for problem, sizes in ROI_ALIGN_1D_PROBLEMS.items():
+                roi_align_1d_launches(dtype, **sizes)
+                label(problem=f"roi_align_1d {problem}")
             if dtype != torch.float64:
                 score_anchors_launches(dtype, paddings)
         if dtype == torch.float32:  # float32 operands with TF32 tl.dot, as allow_tf32 asks

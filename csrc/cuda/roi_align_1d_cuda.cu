@@ -1,15 +1,21 @@
-// 1D RoIAlign on CUDA: forward, and a deterministic backward for input and roi coordinates.
+// 1D RoIAlign on CUDA: forward, and backward for input and roi coordinates. The kernels and their
+// launch plans are in roi_align_1d_kernels.cuh (also compiled for the CPU by tests/cuda_emulation).
 //
-// Deliberately the CPU kernel's loops (csrc/cpu/roi_align_1d_cpu.cpp), one thread per loop body:
-//   * forward: one thread per output element (roi, channel, bin), as Align1D does;
-//   * input gradient: one thread per (batch, channel) row of the gradient, walking every roi,
-//     bin and sub-sample in order, so each gradient element is a sum in one fixed order:
-//     bitwise deterministic without atomics (Align1D's atomicAdd is not, which is why OpenTAD
-//     rounds its inputs to half and computes in double);
-//   * roi gradient: one thread per roi, channels, bins and sub-samples in order.
-// The Triton backend is the tuned GPU path; this one is the simple, checkable one.
-// Positions use the rounding rules of roi_align_1d_common.h (no FMA contraction under
-// --use_fast_math), so they equal the CPU kernel's.
+// Design
+//   * forward: one thread per output element (roi, channel, bin), as Align1D does; coalesced
+//     writes, gathers along one (batch, channel) row of the input.
+//   * input gradient (default): the forward's threads again, each adding its bin's 2 G taps into
+//     the gradient with atomicAdd, as torchvision's roi_align backward does. R C P threads, the
+//     work the problem needs, and not deterministic in the last bits (the order of the adds
+//     varies), so it calls alertNotDeterministic.
+//   * input gradient under torch.use_deterministic_algorithms(True): one thread per (batch,
+//     channel) row walks every roi, bin and sub-sample in the CPU kernel's order: bitwise the CPU
+//     kernel's result, without atomics, but only B C threads, each walking all R rois.
+//   * roi gradient: one block per roi, threads over its (channel, bin) pairs (coalesced reads of
+//     grad_output), a fixed-order tree sum over the block: deterministic.
+// Every product and sum is separately rounded (rounding.h), so --use_fast_math contracts none of
+// them: the forward and the deterministic input gradient equal the CPU kernel bit for bit.
+#include <ATen/Context.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
@@ -20,116 +26,16 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <algorithm>
-#include <limits>
-
+#include "cuda/roi_align_1d_kernels.cuh"
 #include "roi_align_1d_checks.h"
-#include "roi_align_1d_common.h"
 
 namespace rcl_kernels {
 namespace {
 
-constexpr int kThreads = 256;
-
+using roi_align_1d::Launch;
 using Problem = RoiAlign1dProblem;
 
-int blocks_for(int64_t n) {
-  return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, int64_t(1) << 16));
-}
-
-template <typename acc_t>
-__device__ __forceinline__ RoiGeometry<acc_t> geometry_of(const acc_t* roi, const Problem& p, acc_t scale) {
-  return roi_geometry<acc_t>(roi[0], roi[1], roi[2], p.B, p.P, scale, p.sampling_ratio, p.aligned);
-}
-
-template <typename acc_t>
-__device__ __forceinline__ acc_t inverse_count(const RoiGeometry<acc_t>& g) {
-  return div_rn(acc_t(1), static_cast<acc_t>(g.grid > 1 ? g.grid : 1));
-}
-
-// f: input (B, C, T) contiguous in acc_t; out: (R, C, P).
-template <typename scalar_t, typename acc_t>
-__global__ void forward_kernel(const acc_t* __restrict__ f, const acc_t* __restrict__ rois, scalar_t* __restrict__ out,
-                               Problem p, acc_t scale) {
-  const int64_t total = p.R * p.C * p.P;
-  for (int64_t index = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; index < total;
-       index += int64_t(blockDim.x) * gridDim.x) {
-    const int64_t bin = index % p.P;
-    const int64_t c = (index / p.P) % p.C;
-    const int64_t r = index / (p.P * p.C);
-    const RoiGeometry<acc_t> g = geometry_of(rois + r * 3, p, scale);
-    if (!g.valid) {
-      out[index] = static_cast<scalar_t>(std::numeric_limits<acc_t>::quiet_NaN());
-      continue;
-    }
-    const acc_t* row = f + (g.batch * p.C + c) * p.T;
-    acc_t sum = 0;
-    for (int64_t i = 0; i < g.grid; ++i) {
-      const RoiTap<acc_t> tap = roi_tap(roi_sample_position(g, bin, i), p.T);
-      if (tap.live) sum += tap.w_low * row[tap.low] + tap.w_high * row[tap.high];
-    }
-    out[index] = static_cast<scalar_t>(sum * inverse_count(g));
-  }
-}
-
-// g: grad_output (R, C, P) contiguous in acc_t; grad_f: (B, C, T) zeros.
-template <typename acc_t>
-__global__ void input_grad_kernel(const acc_t* __restrict__ g, const acc_t* __restrict__ rois,
-                                  acc_t* __restrict__ grad_f, Problem p, acc_t scale) {
-  const int64_t total = p.B * p.C;
-  for (int64_t row_index = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; row_index < total;
-       row_index += int64_t(blockDim.x) * gridDim.x) {
-    const int64_t b = row_index / p.C, c = row_index % p.C;
-    acc_t* row = grad_f + row_index * p.T;
-    for (int64_t r = 0; r < p.R; ++r) {
-      const RoiGeometry<acc_t> geo = geometry_of(rois + r * 3, p, scale);
-      if (!geo.valid || geo.batch != b) continue;
-      const acc_t inv = inverse_count(geo);
-      const acc_t* gr = g + (r * p.C + c) * p.P;
-      for (int64_t bin = 0; bin < p.P; ++bin) {
-        const acc_t gv = gr[bin] * inv;
-        for (int64_t i = 0; i < geo.grid; ++i) {
-          const RoiTap<acc_t> tap = roi_tap(roi_sample_position(geo, bin, i), p.T);
-          if (!tap.live) continue;
-          row[tap.low] += tap.w_low * gv;
-          row[tap.high] += tap.w_high * gv;
-        }
-      }
-    }
-  }
-}
-
-// grad_rois: (R, 3); column 0 (the batch index) gets no gradient.
-template <typename acc_t>
-__global__ void rois_grad_kernel(const acc_t* __restrict__ g, const acc_t* __restrict__ f,
-                                 const acc_t* __restrict__ rois, acc_t* __restrict__ grad_rois, Problem p,
-                                 acc_t scale) {
-  for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < p.R; r += int64_t(blockDim.x) * gridDim.x) {
-    const RoiGeometry<acc_t> geo = geometry_of(rois + r * 3, p, scale);
-    acc_t d1 = 0, d2 = 0;
-    if (geo.valid) {
-      const acc_t inv = inverse_count(geo);
-      for (int64_t bin = 0; bin < p.P; ++bin) {
-        for (int64_t i = 0; i < geo.grid; ++i) {
-          const RoiTap<acc_t> tap = roi_tap(roi_sample_position(geo, bin, i), p.T);
-          if (!tap.sloped) continue;
-          acc_t dvdt = 0;
-          for (int64_t c = 0; c < p.C; ++c) {
-            const acc_t* row = f + (geo.batch * p.C + c) * p.T;
-            dvdt += g[(r * p.C + c) * p.P + bin] * (row[tap.high] - row[tap.low]);
-          }
-          dvdt *= inv;
-          const acc_t u = roi_sample_dposition_dbin(geo, bin, i);
-          d1 += dvdt * (scale + mul_rn(geo.dbin_dx1, u));
-          d2 += dvdt * mul_rn(geo.dbin_dx2, u);
-        }
-      }
-    }
-    grad_rois[r * 3] = 0;
-    grad_rois[r * 3 + 1] = d1;
-    grad_rois[r * 3 + 2] = d2;
-  }
-}
+dim3 grid_of(const Launch& l) { return dim3(static_cast<unsigned>(l.blocks)); }
 
 at::Tensor roi_align_1d_cuda(const at::Tensor& input, const at::Tensor& rois, int64_t output_size,
                              double spatial_scale, int64_t sampling_ratio, bool aligned) {
@@ -145,7 +51,8 @@ at::Tensor roi_align_1d_cuda(const at::Tensor& input, const at::Tensor& rois, in
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_1d_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    forward_kernel<scalar_t, acc_t><<<blocks_for(out.numel()), kThreads, 0, stream>>>(
+    const Launch l = roi_align_1d::plan_forward(p);
+    roi_align_1d::forward_kernel<scalar_t, acc_t><<<grid_of(l), l.threads, 0, stream>>>(
         f.const_data_ptr<acc_t>(), r.const_data_ptr<acc_t>(), out.mutable_data_ptr<scalar_t>(), p,
         static_cast<acc_t>(spatial_scale));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -174,14 +81,24 @@ std::tuple<at::Tensor, at::Tensor> roi_align_1d_backward_cuda(const at::Tensor& 
     AT_DISPATCH_FLOATING_TYPES(acc_type, "roi_align_1d_backward_cuda", [&] {
       using acc_t = scalar_t;
       const acc_t scale = static_cast<acc_t>(spatial_scale);
-      if (need_input_grad && p.B * p.C > 0) {
-        input_grad_kernel<acc_t><<<blocks_for(p.B * p.C), kThreads, 0, stream>>>(
+      if (need_input_grad && p.B * p.C > 0 && at::globalContext().deterministicAlgorithms()) {
+        const Launch l = roi_align_1d::plan_input_grad_rows(p);
+        roi_align_1d::input_grad_rows_kernel<acc_t><<<grid_of(l), l.threads, 0, stream>>>(
+            g.const_data_ptr<acc_t>(), r.const_data_ptr<acc_t>(), grad_f.mutable_data_ptr<acc_t>(), p, scale);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      } else if (need_input_grad && p.B * p.C > 0) {
+        // Never raises here (deterministic mode took the branch above); it keeps this kernel
+        // listed with torch's other non-deterministic ones.
+        at::globalContext().alertNotDeterministic("roi_align_1d_backward_cuda");
+        const Launch l = roi_align_1d::plan_input_grad_atomic(p);
+        roi_align_1d::input_grad_atomic_kernel<acc_t><<<grid_of(l), l.threads, 0, stream>>>(
             g.const_data_ptr<acc_t>(), r.const_data_ptr<acc_t>(), grad_f.mutable_data_ptr<acc_t>(), p, scale);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       }
       if (need_rois_grad) {
         const at::Tensor f = input.to(acc_type).contiguous();
-        rois_grad_kernel<acc_t><<<blocks_for(p.R), kThreads, 0, stream>>>(
+        const Launch l = roi_align_1d::plan_rois_grad(p);
+        roi_align_1d::rois_grad_kernel<acc_t><<<grid_of(l), l.threads, 0, stream>>>(
             g.const_data_ptr<acc_t>(), f.const_data_ptr<acc_t>(), r.const_data_ptr<acc_t>(),
             grad_rois.mutable_data_ptr<acc_t>(), p, scale);
         C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import torch
 
+from rcl_kernels._roi_align_1d_launch import MAX_ADAPTIVE_SAMPLES
 from rcl_kernels.reference.segment_interp import accumulation_dtype
 
-# The adaptive sub-sample count ceil(length / output_size) is capped, so that a huge roi cannot
-# make a kernel loop for hours; torchvision has no cap, so only rois longer than this many steps
-# per output bin differ from it.
-MAX_ADAPTIVE_SAMPLES = 1 << 16
+__all__ = ["MAX_ADAPTIVE_SAMPLES", "roi_align_1d_reference", "roi_geometry"]
 
 
 def roi_geometry(rois: torch.Tensor, batch_size: int, output_size: int, spatial_scale: float,

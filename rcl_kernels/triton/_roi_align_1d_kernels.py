@@ -6,12 +6,23 @@ fusion), as the C++ kernels do.
 
   forward        one program per (roi, channel block); a vector of BLOCK_P bins, a runtime loop
                  over the roi's sub-samples; coalesced (C, P) output rows.
-  input grad     gather style, for a bitwise deterministic backward without atomics: one program
-                 per (batch, channel block, time block) owns that tile of the gradient and walks
-                 every roi in order, skipping rois of other videos or that do not reach the tile;
-                 each sub-sample's weights onto the tile are a [BLOCK_T, BLOCK_P] matrix, reduced
-                 against the [BLOCK_C, BLOCK_P] output gradient with a fixed-order sum.
+  input grad     scatter style (the default): one program per (roi, channel block) walks the
+                 roi's P * G sub-samples BLOCK_S at a time and atomically adds their two taps'
+                 terms into the (B, C, T) gradient, so the work is the problem's (R C P G taps)
+                 and the grid is R x channel blocks. Not deterministic in the last bits (the
+                 order of the atomic adds varies), as torchvision's roi_align backward.
+  input grad     gather style (torch.use_deterministic_algorithms(True)): bitwise deterministic
+  (rows)         without atomics: one program per (batch, channel block, time block) owns that
+                 tile of the gradient and walks every roi in order, skipping rois of other videos
+                 or that do not reach the tile; each sub-sample's weights onto the tile are a
+                 [BLOCK_T, BLOCK_P] matrix, reduced against the [BLOCK_C, BLOCK_P] output
+                 gradient with a fixed-order sum. It does about BLOCK_T / 2 times the work of
+                 the scatter kernel and walks all R rois per tile: a checkable path, not a fast one.
   rois grad      one program per roi, channels and bins in a fixed order.
+
+Every pointer offset is int64: products of sizes (roi * C * P, bin * stride) pass 2^31 at the
+sizes detectors run (C = 512, P = 32, R > 131,072), and Triton multiplies int32 arguments in 32
+bits. tests/test_roi_align_1d_launch.py checks the TTIR for 32-bit pointer offsets.
 """
 
 from __future__ import annotations
@@ -33,9 +44,10 @@ def _roi_geometry(rois_ptr, scale_ptr, r, B, P, SAMPLING_RATIO: tl.constexpr, AL
     d bin / d x1, d bin / d x2, and the spatial scale."""
     acc_dtype: tl.constexpr = scale_ptr.dtype.element_ty
     scale = tl.load(scale_ptr)
-    index = tl.load(rois_ptr + r * 3)
-    x1 = tl.load(rois_ptr + r * 3 + 1)
-    x2 = tl.load(rois_ptr + r * 3 + 2)
+    row = rois_ptr + (tl.full([], 0, tl.int64) + r) * 3  # r is an int32 loop index in some callers
+    index = tl.load(row)
+    x1 = tl.load(row + 1)
+    x2 = tl.load(row + 2)
     finite = (tl.abs(x1) < float("inf")) & (tl.abs(x2) < float("inf"))  # False for NaN too
     valid = (index > -1.0) & (index < B.to(acc_dtype)) & finite
     batch = tl.where(valid, index, 0.0).to(tl.int64)  # truncation toward zero
@@ -98,10 +110,12 @@ def roi_align_1d_forward_kernel(
     batch, valid, start, bin_size, grid, _d1, _d2, _scale = _roi_geometry(rois_ptr, scale_ptr, r, B, P,
                                                                          SAMPLING_RATIO, ALIGNED)
     inv = _div_rn(tl.full([BLOCK_P], 1.0, acc_dtype), tl.maximum(grid, 1).to(acc_dtype))
+    # An invalid roi (batch index outside [0, B), as every roi has when B = 0) reads nothing.
+    grid = tl.where(valid, grid, 0)
     f_rows = f_ptr + batch * sf_b + c.to(tl.int64)[:, None] * sf_c
     out_rows = out_ptr + (r * C + c.to(tl.int64))[:, None] * P
     for p0 in range(0, P, BLOCK_P):
-        p = p0 + tl.arange(0, BLOCK_P)
+        p = p0 + tl.arange(0, BLOCK_P).to(tl.int64)
         mask = c_mask[:, None] & (p < P)[None, :]
         acc = tl.zeros([BLOCK_C, BLOCK_P], acc_dtype)
         for i in range(grid):
@@ -113,8 +127,41 @@ def roi_align_1d_forward_kernel(
         tl.store(out_rows + p[None, :], value.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit(do_not_specialize=["B", "C", "T", "P"])
+def roi_align_1d_input_grad_scatter_kernel(
+    grad_ptr, rois_ptr, scale_ptr, grad_f_ptr,
+    B, C, T, P,
+    sg_r, sg_c, sg_p,
+    SAMPLING_RATIO: tl.constexpr, ALIGNED: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
+):  # fmt: skip
+    """grad_f: (B, C, T) zero-initialised contiguous buffer in the accumulation dtype. Each term
+    is (w * (1 / G)) * grad, as the CPU kernel's; only the order of the sums differs."""
+    acc_dtype: tl.constexpr = scale_ptr.dtype.element_ty
+    r = tl.program_id(0).to(tl.int64)
+    c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
+    c_mask = c < C
+    batch, valid, start, bin_size, grid, _d1, _d2, _scale = _roi_geometry(rois_ptr, scale_ptr, r, B, P,
+                                                                         SAMPLING_RATIO, ALIGNED)
+    if valid:
+        inv = _div_rn(tl.full([], 1.0, acc_dtype), tl.maximum(grid, 1).to(acc_dtype))
+        g_rows = grad_ptr + r * sg_r + c[:, None] * sg_c
+        f_rows = grad_f_ptr + (batch * C + c)[:, None] * T
+        grid64 = grid.to(tl.int64)
+        samples = grid64 * P  # sub-sample k = p G + i, in the order of the positions
+        for k0 in range(0, samples, BLOCK_S):
+            k = k0 + tl.arange(0, BLOCK_S).to(tl.int64)
+            mask = c_mask[:, None] & (k < samples)[None, :]
+            p = k // grid64
+            i = k - p * grid64
+            low, high, w_low, w_high, _s = _tap(_position(start, bin_size, p, i.to(acc_dtype), grid), T)
+            g = tl.load(g_rows + p[None, :] * sg_p, mask=mask, other=0.0).to(acc_dtype)
+            tl.atomic_add(f_rows + low.to(tl.int64)[None, :], (w_low * inv)[None, :] * g, mask=mask, sem="relaxed")
+            tl.atomic_add(f_rows + high.to(tl.int64)[None, :], (w_high * inv)[None, :] * g, mask=mask,
+                          sem="relaxed")
+
+
 @triton.jit(do_not_specialize=["B", "C", "T", "P", "R"])
-def roi_align_1d_input_grad_kernel(
+def roi_align_1d_input_grad_gather_kernel(
     grad_ptr, rois_ptr, scale_ptr, grad_f_ptr,
     B, C, T, P, R,
     sg_r, sg_c, sg_p,
@@ -124,25 +171,30 @@ def roi_align_1d_input_grad_kernel(
     """grad_f: (B, C, T) contiguous in the accumulation dtype; each program writes its own tile."""
     acc_dtype: tl.constexpr = scale_ptr.dtype.element_ty
     b = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    t = tl.program_id(2) * BLOCK_T + tl.arange(0, BLOCK_T)
+    c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
+    t = tl.program_id(2).to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)
     c_mask = c < C
     t0 = (tl.program_id(2) * BLOCK_T).to(acc_dtype)
     tile = tl.zeros([BLOCK_C, BLOCK_T], acc_dtype)
     for r in range(R):
-        batch, valid, start, bin_size, grid, _d1, _d2, _scale = _roi_geometry(rois_ptr, scale_ptr, r, B, P,
+        r64 = tl.full([], 0, tl.int64) + r  # the loop index is int32 (a Python int when interpreted)
+        batch, valid, start, bin_size, grid, _d1, _d2, _scale = _roi_geometry(rois_ptr, scale_ptr, r64, B, P,
                                                                              SAMPLING_RATIO, ALIGNED)
-        # Every sub-sample lies between start and start + P * bin (either order); it reads
-        # steps up to one beyond it. Skip rois that cannot reach this tile.
+        # Every sub-sample lies between start and start + P * bin (either order) up to the
+        # rounding of its position, a few ulps, and reads the steps floor(t) and floor(t) + 1.
+        # A slack of one step would miss the high tap of a sub-sample rounded past the span's
+        # end across an integer (a weight of about an ulp, on the next tile); two steps cover any
+        # position error below one step, which holds wherever positions are below 2^23 (float32)
+        # and so inside any input a float32 position can address step by step.
         span_end = start + P.to(acc_dtype) * bin_size
-        lowest = tl.minimum(start, span_end) - 1.0
-        highest = tl.maximum(start, span_end) + 1.0
+        lowest = tl.minimum(start, span_end) - 2.0
+        highest = tl.maximum(start, span_end) + 2.0
         reaches = (highest >= t0) & (lowest <= t0 + BLOCK_T) & valid & (batch == b)
         if reaches:
             inv = _div_rn(tl.full([], 1.0, acc_dtype), tl.maximum(grid, 1).to(acc_dtype))
-            g_rows = grad_ptr + r * sg_r + c.to(tl.int64)[:, None] * sg_c
+            g_rows = grad_ptr + r64 * sg_r + c[:, None] * sg_c
             for p0 in range(0, P, BLOCK_P):
-                p = p0 + tl.arange(0, BLOCK_P)
+                p = p0 + tl.arange(0, BLOCK_P).to(tl.int64)
                 p_mask = p < P
                 g = tl.load(g_rows + p[None, :] * sg_p, mask=c_mask[:, None] & p_mask[None, :], other=0.0)
                 g = g.to(acc_dtype) * inv
@@ -154,7 +206,7 @@ def roi_align_1d_input_grad_kernel(
                                + tl.where(t[:, None] == high[None, :], w_high[None, :], 0.0))  # [T, P]
                     tile += tl.sum(g[:, None, :] * weights[None, :, :], axis=2)
     mask = c_mask[:, None] & (t < T)[None, :]
-    tl.store(grad_f_ptr + (b * C + c.to(tl.int64))[:, None] * T + t[None, :], tile, mask=mask)
+    tl.store(grad_f_ptr + (b * C + c)[:, None] * T + t[None, :], tile, mask=mask)
 
 
 @triton.jit(do_not_specialize=["B", "C", "T", "P"])
@@ -174,17 +226,17 @@ def roi_align_1d_rois_grad_kernel(
         d1 = tl.zeros([BLOCK_P], acc_dtype)
         d2 = tl.zeros([BLOCK_P], acc_dtype)
         for p0 in range(0, P, BLOCK_P):
-            p = p0 + tl.arange(0, BLOCK_P)
+            p = p0 + tl.arange(0, BLOCK_P).to(tl.int64)
             p_mask = p < P
             for i in range(grid):
                 low, high, _wl, _wh, sloped = _tap(_position(start, bin_size, p, i, grid), T)
                 dvdt = tl.zeros([BLOCK_P], acc_dtype)
                 for c0 in range(0, C, BLOCK_C):
-                    c = c0 + tl.arange(0, BLOCK_C)
+                    c = (c0 + tl.arange(0, BLOCK_C)).to(tl.int64)
                     mask = (c < C)[:, None] & p_mask[None, :]
-                    g = tl.load(grad_ptr + r * sg_r + c.to(tl.int64)[:, None] * sg_c + p[None, :] * sg_p, mask=mask,
+                    g = tl.load(grad_ptr + r * sg_r + c[:, None] * sg_c + p[None, :] * sg_p, mask=mask,
                                 other=0.0).to(acc_dtype)
-                    f_rows = f_ptr + batch * sf_b + c.to(tl.int64)[:, None] * sf_c
+                    f_rows = f_ptr + batch * sf_b + c[:, None] * sf_c
                     f_low = tl.load(f_rows + low.to(tl.int64)[None, :] * sf_t, mask=mask, other=0.0).to(acc_dtype)
                     f_high = tl.load(f_rows + high.to(tl.int64)[None, :] * sf_t, mask=mask, other=0.0).to(acc_dtype)
                     dvdt += tl.sum(g * (f_high - f_low), axis=0)

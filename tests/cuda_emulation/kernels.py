@@ -2,7 +2,7 @@
 of cuda_emulation.h) and calls them through ctypes on CPU tensors.
 
 Used by the emulation tests (tests/test_segment_interp_kernels.py,
-tests/test_soft_nms_cuda_emulated.py) and, built with sanitizers, by the memcheck corpus
+tests/test_soft_nms_cuda_emulated.py, tests/test_roi_align_1d_cuda_emulated.py) and, built with sanitizers, by the memcheck corpus
 (tests/cuda_emulation/sanitized_corpus.py, run from tests/test_sanitizers.py).
 """
 
@@ -182,6 +182,50 @@ def soft_nms_plan(lib, P, V, labels, *, multiprocessors=132, static_bytes=STATIC
     lib.soft_nms_plan(*_sizes(P, V), ctypes.c_int(labels), ctypes.c_int(multiprocessors),
                       *_sizes(static_bytes, default_bytes, optin_bytes), plan)  # fmt: skip
     return LaunchPlan(int(plan[0]), int(plan[1]), bool(plan[2]), bool(plan[3]))
+
+
+# --------------------------------------------------------------------------------------------
+# 1D RoIAlign (roi_align_1d_emulated.cpp)
+
+# The kernel codes of roi_align_1d_plan, and the kernel names rcl_kernels/_roi_align_1d_launch.py
+# gives them.
+ROI_ALIGN_1D_KERNELS = {"forward_kernel": 0, "input_grad_atomic_kernel": 1, "input_grad_rows_kernel": 2,
+                        "rois_grad_kernel": 3}
+
+
+def roi_align_1d_plan(lib, kernel: str, B, C, T, R, P) -> tuple[int, int]:
+    """(blocks, threads) of csrc/cuda/roi_align_1d_kernels.cuh's plan for `kernel`."""
+    plan = (ctypes.c_int64 * 2)()
+    lib.roi_align_1d_plan(ctypes.c_int(ROI_ALIGN_1D_KERNELS[kernel]), *_sizes(B, C, T, R, P), plan)
+    return int(plan[0]), int(plan[1])
+
+
+def roi_align_1d_forward(lib, features, rois, P, scale, sampling_ratio, aligned, *, max_blocks=1 << 30):
+    """The emulated CUDA forward on float32 / float64 (B, C, T) features and (R, 3) rois."""
+    B, C, T = features.shape
+    f = features.contiguous()
+    r = rois.to(f.dtype).contiguous()
+    out = torch.full((r.shape[0], C, P), 12345.0, dtype=f.dtype)  # every entry must be overwritten
+    entry = lib.roi_align_1d_forward_f64 if f.dtype == torch.float64 else lib.roi_align_1d_forward_f32
+    entry(_ptr(f), _ptr(r), _ptr(out), *_sizes(B, C, T, r.shape[0], P), ctypes.c_double(scale),
+          ctypes.c_int64(sampling_ratio), ctypes.c_int(aligned), ctypes.c_int64(max_blocks))  # fmt: skip
+    return out
+
+
+def roi_align_1d_backward(lib, grad_output, features, rois, P, scale, sampling_ratio, aligned, *,
+                          deterministic=False, need=(True, True), max_blocks=1 << 30):  # fmt: skip
+    """The emulated CUDA backward: (grad_features, grad_rois), zero where not wanted."""
+    B, C, T = features.shape
+    f = features.contiguous()
+    r = rois.to(f.dtype).contiguous()
+    g = grad_output.to(f.dtype).contiguous()
+    grad_f = torch.zeros_like(f)
+    grad_r = torch.zeros((r.shape[0], 3), dtype=f.dtype)
+    entry = lib.roi_align_1d_backward_f64 if f.dtype == torch.float64 else lib.roi_align_1d_backward_f32
+    entry(_ptr(g), _ptr(f), _ptr(r), _ptr(grad_f), _ptr(grad_r), *_sizes(B, C, T, r.shape[0], P),
+          ctypes.c_double(scale), ctypes.c_int64(sampling_ratio), ctypes.c_int(aligned), ctypes.c_int(deterministic),
+          ctypes.c_int(need[0]), ctypes.c_int(need[1]), ctypes.c_int64(max_blocks))  # fmt: skip
+    return grad_f, grad_r
 
 
 # --------------------------------------------------------------------------------------------
