@@ -520,7 +520,7 @@ def test_float64_promotion_and_backend_choice(monkeypatch):
     out = rcl_kernels.soft_nms(segments[0].double(), scores[0].double(), top_k=10)  # one video
     assert out.scores.dtype == torch.float64 and out.segments.dtype == torch.float64
     # A backend without float64 (CUDA): "auto" falls back to the reference, naming it explicitly is an error.
-    monkeypatch.setattr(soft_nms_op, "SOFT_NMS_BACKENDS", types.SimpleNamespace(resolve=lambda backend, device: "cuda"))
+    monkeypatch.setattr(soft_nms_op, "SOFT_NMS_BACKENDS", types.SimpleNamespace(resolve=lambda backend, device, dtype=None: "cuda"))
     with pytest.raises(TypeError, match="'cuda' backend computes in float32 only"):
         rcl_kernels.soft_nms(segments.double(), scores.double(), backend="cuda")
     out = rcl_kernels.soft_nms(segments.double(), scores.double(), top_k=10)
