@@ -24,47 +24,96 @@ import time
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rcl_kernels.data.synthetic import SyntheticDataset  # noqa: E402
 from rcl_kernels.evaluation import detection_map  # noqa: E402
 from rcl_kernels.models.config import build_configs, replace  # noqa: E402
+from rcl_kernels.models.checkpoints import load_checkpoint  # noqa: E402
 from rcl_kernels.models.data_setup import load_videos, split_data  # noqa: E402
-from rcl_kernels.models.inference import detect, ground_truth  # noqa: E402
+from rcl_kernels.models.energy_baseline import EnergyContrast  # noqa: E402
+from rcl_kernels.models.candidates import OP_BACKEND  # noqa: E402
+from rcl_kernels.models.data_setup import batch_tensors  # noqa: E402
+from rcl_kernels.models.inference import ground_truth  # noqa: E402
+from rcl_kernels.models.postprocess import DetectionCollector  # noqa: E402
 from rcl_kernels.models.length_bins import map_by_length  # noqa: E402
 from rcl_kernels.models.prior_baseline import fit_prior, prior_detections  # noqa: E402
-from rcl_kernels.models.training import train  # noqa: E402
+from rcl_kernels.models.rcl import build_model  # noqa: E402
+from rcl_kernels.models.training import prepare_model_config, train  # noqa: E402
 
 DETAD_EDGES_SECONDS = (0.0, 30.0, 60.0, 120.0, 180.0, np.inf)
 
-# CPU-sized configurations (reduced from the paper's: see docs/model_results.md).
+# CPU-sized configurations (reduced from the paper's: see docs/model_results.md), and the paper's
+# sizes (anet-paper, thumos-paper: one training step of each is checked in tests/test_model.py).
+_CPU = dict(feature_dim=32, hidden=32, num_samples=8, scorer_hidden=64, refine_state=32, refine_train_segments=64,
+            batch_size=8, max_steps=150, warmup_steps=15, lr=2e-3, class_agnostic=True, progress=False,
+            device="cpu", eval_batch_size=32)
 PROFILES = {
-    "anet-cpu": dict(dataset="activitynet-synthetic", temporal_scale=50, max_duration=50, feature_dim=32, hidden=32,
-                     num_samples=8, scorer_hidden=64, refine_state=32, refine_train_segments=64, candidates=100,
-                     batch_size=8, max_steps=150, warmup_steps=15, lr=2e-3, class_agnostic=True, progress=False,
-                     device="cpu", eval_batch_size=32),
+    "anet-cpu": dict(_CPU, dataset="activitynet-synthetic", temporal_scale=50, max_duration=50, candidates=100),
+    # THUMOS14 windows of 128 steps, encoder stride 2 (64 encoder steps, cells up to 32 = 64 input
+    # steps, 8.5 s), videos cropped to their first 1024 steps (2.3 minutes)
+    "thumos-cpu": dict(_CPU, dataset="thumos14-synthetic", window=128, encoder_stride=2, max_duration=32,
+                       max_video_steps=1024, candidates=100),
+    # RCL's ActivityNet sizes: T = 100 (BMN's rescaling), TSN's 400-dim features, hidden 256,
+    # N = 32 samples, M = 10 refine steps; BMN's PEM 512 / 128 channels for the bmn arms
+    "anet-paper": dict(dataset="activitynet-synthetic", temporal_scale=100, max_duration=100, feature_dim=400,
+                       hidden=256, num_samples=32, scorer_hidden=256, refine_state=256, refine_steps=10,
+                       refine_train_segments=128, candidates=200, pem_channels=512, pem_hidden=128, batch_size=16,
+                       class_agnostic=True, progress=False),
+    # THUMOS14: windows of 256 steps with stride 128 and 2048-dim two-stream features (G-TAD's
+    # THUMOS14 input, which RCL's THUMOS14 experiments use), encoder stride 1, cells up to 64 steps
+    "thumos-paper": dict(dataset="thumos14-synthetic", window=256, window_stride=128, feature_dim=2048, hidden=256,
+                         num_samples=32, max_duration=64, scorer_hidden=256, refine_state=256, refine_steps=10,
+                         refine_train_segments=128, candidates=200, pem_channels=512, pem_hidden=128, batch_size=16,
+                         progress=False),
 }
-PROFILE_VIDEOS = {"anet-cpu": dict(train=600, heldout=100, test=300)}
+PROFILE_VIDEOS = {"anet-cpu": dict(train=600, heldout=100, test=300),
+                  "thumos-cpu": dict(train=160, heldout=40, test=60)}
+PROFILE_SIGMAS = {"anet-cpu": "0.3,0.5,0.9", "thumos-cpu": "0.1,0.2,0.4"}
 
+_BMN = dict(variant="bmn", pem_channels=48, pem_hidden=32)
+_CAR = dict(variant="rcl", refine_steps=0)
+# the refine module at CAR's capacity: an 8-unit GRU state and an 8-unit SoI embedding (60,516
+# parameters against CAR's 56,048 at anet-cpu, +8 %; the full-size refiner has +57 %)
+_RRM_MATCHED = dict(variant="rcl", refine_state=8, refine_hidden=8)
 # Each arm: flags over the profile. BMN's PEM sizes are set so its parameter count is within 10 %
 # of the RCL arms' (checked in the table's params column).
 ARMS = {
-    "bmn": dict(variant="bmn", pem_channels=48, pem_hidden=32),
-    "bmn_control": dict(variant="bmn", pem_channels=48, pem_hidden=32, feature_control="other-video"),
+    "bmn": _BMN,
+    "bmn_control": dict(_BMN, feature_control="other-video"),
+    # Table 4's naive ways of raising BMN's resolution: the input features interpolated to k T
+    # (maps k T x k T: max_duration is scaled with it in run_arm), or the maps bilinearly upsampled
+    "bmn_rescale2": dict(_BMN, input_scale=2),
+    "bmn_rescale3": dict(_BMN, input_scale=3),
+    "bmn_upsample2": dict(_BMN, map_upsample=2),
+    "bmn_upsample3": dict(_BMN, map_upsample=3),
     # Table 5: RCL's scorer trained on grid cells / + uniform random samples / + scale-invariant samples
     "grid": dict(variant="rcl", sampling=("grid",), refine_steps=0, use_offsets=False, inference_resolution=1.0),
     "uniform": dict(variant="rcl", sampling=("grid", "random"), refine_steps=0, use_offsets=False,
                     inference_resolution=1.0),
     "sis": dict(variant="rcl", sampling=("grid", "random", "sis"), refine_steps=0, use_offsets=False,
                 inference_resolution=1.0),
+    # Table 5's fourth row: uniform samples with TSI's scale-invariant loss instead of SIS
+    "uniform_siloss": dict(variant="rcl", sampling=("grid", "random"), refine_steps=0, use_offsets=False,
+                           inference_resolution=1.0, classification_loss="scale-invariant"),
     # Table 3: continuous anchoring (samples, offsets, sub-step inference grid), then + refinement
-    "car": dict(variant="rcl", refine_steps=0),
+    "car": _CAR,
     # the same at the grid arms' capacity: offsets from the confidence scorer's MLP (no second scorer)
-    "car_shared": dict(variant="rcl", refine_steps=0, offset_head="shared"),
+    "car_shared": dict(_CAR, offset_head="shared"),
+    # Table 4's last naive row: CAR without the offset branch (the grid arms' capacity, car_shared's neighbour)
+    "car_no_offset": dict(_CAR, use_offsets=False),
     "car_rrm": dict(variant="rcl", refine_steps=2),
-    "car_control": dict(variant="rcl", refine_steps=0, feature_control="other-video"),
+    "car_rrm_matched": dict(_RRM_MATCHED, refine_steps=2),
+    "car_rrm_matched_m1": dict(_RRM_MATCHED, refine_steps=1),
+    "car_rrm_matched_m4": dict(_RRM_MATCHED, refine_steps=4),
+    "car_control": dict(_CAR, feature_control="other-video"),
 }
+# Arms without training: feature-blind priors and the untrained energy-contrast detector.
+UNTRAINED = ("prior", "prior_nms", "energy")
+# Arms whose training is another arm's (they differ at inference only): its checkpoint is reused.
+TRAINED_AS = {"bmn_upsample3": "bmn_upsample2"}
 
 
 def subset(videos: SyntheticDataset, lo: int, hi: int) -> SyntheticDataset:
@@ -84,21 +133,66 @@ def scores(results: dict, data, protocol: str) -> dict:
             "by_length": [{k: r[k] for k in ("bin", "instances", "average_map")} for r in by_length]}
 
 
-def run_arm(profile: str, arm: str, seed: int, sigmas: list[float], out_dir: str, max_steps: int | None = None) -> dict:
-    videos_n = PROFILE_VIDEOS[profile]
-    steps = {} if max_steps is None else {"max_steps": max_steps}
-    flags = {**PROFILES[profile], **ARMS.get(arm, {}), **steps, "seed": seed,
-             "max_train_videos": videos_n["train"] + videos_n["heldout"], "max_test_videos": videos_n["test"],
-             "output_dir": os.path.join(out_dir, f"{arm}_seed{seed}")}
-    if arm in ("prior", "prior_nms"):
-        flags = {**PROFILES[profile], "max_train_videos": videos_n["train"] + videos_n["heldout"],
-                 "max_test_videos": videos_n["test"]}
-    model_cfg, run_cfg = build_configs(flag_values=flags)
-    every = load_videos(run_cfg, "train", model_cfg.feature_dim)
-    n = videos_n["train"]
+def detect_with_sigmas(model, run_cfg, data, sigmas: list[float]) -> dict[float, dict]:
+    """{sigma: detections}: the model runs once over the videos, the final Soft-NMS once per sigma
+    (what rcl_kernels.models.inference.detect gives for each sigma, without repeating the model)."""
+    loader = DataLoader(data.items, batch_size=run_cfg.eval_batch_size, shuffle=False, collate_fn=data.collate)
+    model.eval()
+    collector = DetectionCollector()
+    with torch.no_grad():
+        for batch in loader:
+            features, mask, _, _ = batch_tensors(batch, torch.device("cpu"))
+            collector.add(model.detect(features, mask, class_agnostic=run_cfg.class_agnostic), batch)
+    min_score = run_cfg.effective_nms[1]
+    return {sigma: collector.results(data.videos.classes, top_k=run_cfg.effective_top_k, sigma=sigma,
+                                     min_score=min_score, backend=OP_BACKEND[model.config.backend],
+                                     class_agnostic=run_cfg.class_agnostic,
+                                     video_ids=[v.video_id for v in data.videos.videos])
+            for sigma in sigmas}
+
+
+def arm_flags(profile: str, arm: str, seed: int, out_dir: str, max_steps: int | None = None) -> dict:
+    """The config flags of one run: the profile's, the arm's, the seed and the video counts."""
+    videos_n = PROFILE_VIDEOS.get(profile)
+    flags = {**PROFILES[profile], **({} if arm in UNTRAINED else ARMS[arm])}
+    if "input_scale" in flags:  # the maps grow with the input: k T x k T
+        flags["max_duration"] = PROFILES[profile]["max_duration"] * flags["input_scale"]
+    if max_steps is not None:
+        flags["max_steps"] = max_steps
+    flags["seed"] = seed
+    flags["output_dir"] = os.path.join(out_dir, f"{arm}_seed{seed}")
+    if videos_n is not None:
+        flags.update(max_train_videos=videos_n["train"] + videos_n["heldout"], max_test_videos=videos_n["test"])
+    return flags
+
+
+def load_data(profile: str, run_cfg, feature_dim: int):
+    """(train, held-out, test) SplitData of a profile's protocol."""
+    every = load_videos(run_cfg, "train", feature_dim)
+    n = PROFILE_VIDEOS[profile]["train"]
     train_data = split_data(subset(every, 0, n), run_cfg, "train")
     heldout = split_data(subset(every, n, len(every)), run_cfg, "test")
-    test = split_data(load_videos(run_cfg, "test", model_cfg.feature_dim), run_cfg, "test")
+    test = split_data(load_videos(run_cfg, "test", feature_dim), run_cfg, "test")
+    return train_data, heldout, test
+
+
+def trained_model(arm: str, seed: int, model_cfg, run_cfg, train_data, out_dir: str):
+    """(model, train seconds, final loss terms): trained, or another arm's checkpoint (TRAINED_AS)."""
+    base = TRAINED_AS.get(arm)
+    path = os.path.join(out_dir, f"{base}_seed{seed}", "last.pt") if base else None
+    if path and os.path.isfile(path):
+        state = load_checkpoint(path)
+        model = build_model(prepare_model_config(model_cfg, train_data))
+        model.load_state_dict(state["model"])
+        return model, 0.0, {"trained_as": base}
+    torch.manual_seed(seed)
+    result = train(model_cfg, run_cfg, train_data=train_data)
+    return result.model, result.seconds, result.final_terms
+
+
+def run_arm(profile: str, arm: str, seed: int, sigmas: list[float], out_dir: str, max_steps: int | None = None) -> dict:
+    model_cfg, run_cfg = build_configs(flag_values=arm_flags(profile, arm, seed, out_dir, max_steps))
+    train_data, heldout, test = load_data(profile, run_cfg, model_cfg.feature_dim)
     protocol = run_cfg.effective_protocol
     if arm in ("prior", "prior_nms"):
         # prior_nms: Soft-NMS over the frequencies, sigma as the models' default (not tuned)
@@ -107,21 +201,21 @@ def run_arm(profile: str, arm: str, seed: int, sigmas: list[float], out_dir: str
         return {"arm": arm, "seed": seed, "params": 0, "sigma": None, "train_seconds": 0.0,
                 "heldout": scores(prior_detections(prior, heldout.videos), heldout, protocol),
                 "test": scores(prior_detections(prior, test.videos), test, protocol)}
-    torch.manual_seed(seed)
-    result = train(model_cfg, run_cfg, train_data=train_data)
-    device = torch.device("cpu")
-    chosen, best = None, -1.0
-    heldout_by_sigma = {}
-    for sigma in sigmas:
-        trial = replace(run_cfg, nms_sigma=sigma)
-        heldout_by_sigma[sigma] = scores(detect(result.model, trial, heldout, device)[0], heldout, protocol)
-        if heldout_by_sigma[sigma]["average_map"] > best:
-            chosen, best = sigma, heldout_by_sigma[sigma]["average_map"]
-    final = replace(run_cfg, nms_sigma=chosen)
-    results, seconds = detect(result.model, final, test, device)
-    return {"arm": arm, "seed": seed, "params": sum(p.numel() for p in result.model.parameters()),
-            "sigma": chosen, "train_seconds": result.seconds, "inference_seconds": seconds,
-            "final_terms": result.final_terms, "heldout": heldout_by_sigma[chosen],
+    if arm == "energy":
+        # the cells of the input grid: max_duration in input steps
+        model_cfg = replace(model_cfg, max_duration=model_cfg.max_duration * model_cfg.encoder_stride)
+        model, train_seconds, final_terms = EnergyContrast(model_cfg), 0.0, {}
+    else:
+        model, train_seconds, final_terms = trained_model(arm, seed, model_cfg, run_cfg, train_data, out_dir)
+    heldout_by_sigma = {sigma: scores(results, heldout, protocol)
+                        for sigma, results in detect_with_sigmas(model, run_cfg, heldout, sigmas).items()}
+    chosen = max(sigmas, key=lambda sigma: heldout_by_sigma[sigma]["average_map"])  # first of equals
+    began = time.perf_counter()
+    results = detect_with_sigmas(model, run_cfg, test, [chosen])[chosen]
+    seconds = time.perf_counter() - began
+    return {"arm": arm, "seed": seed, "params": sum(p.numel() for p in model.parameters()),
+            "sigma": chosen, "train_seconds": train_seconds, "inference_seconds": seconds,
+            "final_terms": final_terms, "heldout": heldout_by_sigma[chosen],
             "heldout_by_sigma": {str(k): v["average_map"] for k, v in heldout_by_sigma.items()},
             "test": scores(results, test, protocol)}
 
@@ -151,10 +245,11 @@ def table(runs: list[dict]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="anet-cpu")
+    parser.add_argument("--profile", choices=sorted(PROFILE_VIDEOS), default="anet-cpu")
     parser.add_argument("--arms", default="prior,bmn,bmn_control,car,car_rrm")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--sigmas", default="0.3,0.5,0.9", help="final Soft-NMS sigmas tried on held-out videos")
+    parser.add_argument("--sigmas", default=None, help="final Soft-NMS sigmas tried on held-out videos (default: "
+                        "the profile's, PROFILE_SIGMAS)")
     parser.add_argument("--output", default="runs/ablations/results.json")
     parser.add_argument("--table-only", action="store_true", help="print the table of --output (comma-separated: "
                         "several files, merged)")
@@ -166,11 +261,11 @@ def main(argv=None) -> int:
         runs = [r for path in args.output.split(",") for r in json.load(open(path))]
     else:
         runs = json.load(open(args.output)) if os.path.isfile(args.output) else []
-        sigmas = [float(s) for s in args.sigmas.split(",")]
+        sigmas = [float(s) for s in (args.sigmas or PROFILE_SIGMAS[args.profile]).split(",")]
         for arm in args.arms.split(","):
-            if arm not in ("prior", "prior_nms") and arm not in ARMS:
-                parser.error(f"--arms: unknown arm {arm!r}; known: prior, prior_nms, {', '.join(ARMS)}")
-            for seed in ([0] if arm in ("prior", "prior_nms") else [int(s) for s in args.seeds.split(",")]):
+            if arm not in UNTRAINED and arm not in ARMS:
+                parser.error(f"--arms: unknown arm {arm!r}; known: {', '.join(UNTRAINED)}, {', '.join(ARMS)}")
+            for seed in ([0] if arm in UNTRAINED else [int(s) for s in args.seeds.split(",")]):
                 if any(r["arm"] == arm and r["seed"] == seed for r in runs):
                     continue  # resumable: an interrupted sweep skips what it has
                 began = time.perf_counter()

@@ -11,7 +11,7 @@ import torch
 
 from rcl_kernels.models import BMN, ConfigError, ModelConfig, build_configs, build_model
 from rcl_kernels.models.bmn import (CLASSIFICATION, REGRESSION, boundary_candidates, boundary_matching, cell_tiou,
-                                    map_cells)
+                                    map_cells, rescale_input, upsample_maps, upsample_probabilities)
 from rcl_kernels.models.boundary import boundary_targets
 from test_model import tiny_batch
 from test_segment_interp import bmn_sample_mask
@@ -210,3 +210,75 @@ def test_train_and_evaluate_bmn_end_to_end(tmp_path):
     test = load_split(run_cfg, "test", feature_dim=8)
     metrics = evaluate(result.model, run_cfg, test, torch.device("cpu")).metrics
     assert metrics["protocol"] == "activitynet" and 0 <= metrics["average_map"] <= 1
+
+
+# -- Table 4's naive resolution baselines: rescaled input, upsampled maps -------------------------
+
+def test_rescale_input_interpolates_linearly_and_repeats_the_mask():
+    features = torch.randn(2, 3, 7, dtype=torch.float64)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[1, 5:] = False
+    same, same_mask = rescale_input(features, mask, 1)
+    assert same is features and same_mask is mask
+    fine, fine_mask = rescale_input(features, mask, 2)
+    assert fine.shape == (2, 3, 14) and torch.equal(fine_mask, mask.repeat_interleave(2, dim=1))
+    # step t covers [t, t + 1]: fine step j is centred at (j + 0.5) / 2, between coarse centres
+    x = features[0]
+    torch.testing.assert_close(fine[0, :, 3], 0.75 * x[:, 1] + 0.25 * x[:, 2])
+    torch.testing.assert_close(fine[0, :, 4], 0.75 * x[:, 2] + 0.25 * x[:, 1])
+    torch.testing.assert_close(fine[0, :, 0], x[:, 0])  # the ends repeat the edge step
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_upsampled_maps_and_probabilities_keep_the_coarse_values_on_coarse_cells(k):
+    D, T = 5, 9
+    maps = torch.rand(2, 2, D, T, dtype=torch.float64)
+    fine = upsample_maps(maps, k)
+    assert fine.shape == (2, 2, k * D, k * T)
+    # fine cell (l - 1, s) with l = k (d + 1), s = k t is the coarse cell (d, t)
+    torch.testing.assert_close(fine[:, :, k - 1::k, ::k], maps)
+    if k > 1:  # half-way between two coarse starts: their mean
+        torch.testing.assert_close(fine[:, :, k - 1::k, 1::k][..., : T - 1][..., : 1],
+                                   ((k - 1) * maps[..., :1] + maps[..., 1:2]) / k)
+    p = torch.rand(2, 2, T, dtype=torch.float64)
+    fp = upsample_probabilities(p, k)
+    assert fp.shape == (2, 2, k * T)
+    torch.testing.assert_close(fp[..., ::k], p)
+
+
+def test_upsampled_detection_scores_the_coarse_cells_as_bmn_does():
+    features, mask, _, _ = tiny_batch()
+    base = tiny_bmn()
+    coarse = base.detect(features, mask)
+    for k in (2, 3):
+        model = tiny_bmn(map_upsample=k)
+        model.load_state_dict(base.state_dict())
+        fine = model.detect(features, mask)
+        assert fine.segments.shape == (2, k * k * coarse.segments.shape[1], 2)
+        assert torch.all(fine.segments[fine.valid] <= 24) and torch.all(fine.segments[1][fine.valid[1]] <= 19)
+        D, T = 10, 24
+        index = torch.arange(k * k * D * T).view(k * D, k * T)[k - 1::k, ::k].reshape(-1)
+        torch.testing.assert_close(fine.segments[:, index], coarse.segments)
+        torch.testing.assert_close(fine.scores[:, index], coarse.scores, rtol=1e-5, atol=1e-6)
+        # sub-step segments: starts at multiples of 1 / k
+        starts = fine.segments[..., 0][fine.valid] * k
+        assert torch.allclose(starts, starts.round(), atol=1e-4) and (starts % k != 0).any()
+
+
+def test_rescaled_bmn_trains_and_detects_in_input_steps():
+    features, mask, instances, labels = tiny_batch()
+    model = tiny_bmn(input_scale=2, max_duration=20)
+    terms = model(features, mask, instances, labels)
+    assert all(torch.isfinite(v) for v in terms.values())
+    terms["loss"].backward()
+    encoded, _, step_mask = model.encode(features, mask)
+    assert encoded.shape[-1] == 48 and int(step_mask[1].sum()) == 38
+    out = model.detect(features, mask)
+    assert out.segments.shape == (2, 20 * 48, 2)
+    half = out.segments[out.valid] * 2  # encoder cells of half an input step
+    assert torch.allclose(half, half.round()) and torch.all(out.segments[1][out.valid[1]] <= 19)
+
+
+def test_map_upsample_is_bmn_only():
+    with pytest.raises(ConfigError, match="map_upsample"):
+        build_configs(flag_values={"variant": "rcl", "map_upsample": 2})

@@ -125,8 +125,15 @@ class BaseAndTEM(nn.Module):
             raise ValueError(f"{type(self).__name__}: features must have shape (B, feature_dim="
                              f"{self.config.feature_dim}, T), got {tuple(features.shape)} (check --feature-dim "
                              f"against the data)")
+        features, mask = rescale_input(features, mask, self.config.input_scale)
         encoded, step_mask = self.encoder(features, mask)
         return encoded, self.boundary(encoded), step_mask
+
+    @property
+    def units_per_step(self) -> float:
+        """Encoder steps per input step (input_scale / encoder_stride): instances in input steps times
+        this are in encoder steps; detections in encoder steps divided by it are in input steps."""
+        return self.config.input_scale / self.config.encoder_stride
 
 
 class BMN(BaseAndTEM):
@@ -153,7 +160,7 @@ class BMN(BaseAndTEM):
         encoded, boundary_logits, step_mask = self.encode(features, mask)
         B, _, T = encoded.shape
         valid_instances = labels >= 0
-        instances = instances.float() / cfg.encoder_stride
+        instances = instances.float() * self.units_per_step
         maps = self.confidence_maps(encoded).float()
         cells = map_cells(T, cfg.max_duration, device=encoded.device)
         valid = self.cell_validity(step_mask, cells)
@@ -170,32 +177,79 @@ class BMN(BaseAndTEM):
 
     @torch.no_grad()
     def detect(self, features: torch.Tensor, mask: torch.Tensor, class_agnostic: bool = True) -> Candidates:
-        """Candidates of a batch (before Soft-NMS), in input steps, label 0 (BMN is class-agnostic)."""
+        """Candidates of a batch (before Soft-NMS), in input steps, label 0 (BMN is class-agnostic).
+
+        With map_upsample = k > 1 the maps and the boundary probabilities are first bilinearly
+        upsampled k times (upsample_maps, upsample_probabilities): cell (l - 1, s) of the fine map is
+        the proposal [s / k, (s + l) / k] in encoder steps, scored exactly as BMN scores its cells."""
         cfg = self.config
+        k = cfg.map_upsample
         encoded, boundary_logits, step_mask = self.encode(features, mask)
         B, _, T = encoded.shape
-        probabilities = torch.sigmoid(boundary_logits.float())
-        maps = torch.sigmoid(self.confidence_maps(encoded).float())
-        cells = map_cells(T, cfg.max_duration, device=encoded.device)
+        probabilities = upsample_probabilities(torch.sigmoid(boundary_logits.float()), k)
+        maps = upsample_maps(torch.sigmoid(self.confidence_maps(encoded).float()), k)
+        cells = map_cells(k * T, k * cfg.max_duration, device=encoded.device)
         lengths = step_mask.sum(dim=1)
+        # fine steps j stand for coarse positions j / k: the last real one is k (length - 1)
+        fine_mask = torch.arange(k * T, device=encoded.device)[None] <= k * (lengths[:, None] - 1)
         start_index = cells[..., 0].long()[None].expand(B, -1, -1)
-        end_index = torch.minimum(cells[..., 1].long()[None], lengths[:, None, None] - 1).clamp(min=0)
-        start_ok = boundary_candidates(probabilities[:, 0], step_mask, keep_first=True)
-        end_ok = boundary_candidates(probabilities[:, 1], step_mask, keep_first=False)
+        end_index = torch.minimum(cells[..., 1].long()[None], k * (lengths[:, None, None] - 1)).clamp(min=0)
+        start_ok = boundary_candidates(probabilities[:, 0], fine_mask, keep_first=True)
+        end_ok = boundary_candidates(probabilities[:, 1], fine_mask, keep_first=False)
         flat = lambda x: x.reshape(B, -1)  # noqa: E731
         start_prob = torch.gather(probabilities[:, 0], 1, flat(start_index))
         end_prob = torch.gather(probabilities[:, 1], 1, flat(end_index))
-        valid = (flat(self.cell_validity(step_mask, cells)) & torch.gather(start_ok, 1, flat(start_index))
+        valid = (flat(cells[None, ..., 1] <= k * lengths[:, None, None]) & torch.gather(start_ok, 1, flat(start_index))
                  & torch.gather(end_ok, 1, flat(end_index)))
         score = start_prob * end_prob * flat(maps[:, CLASSIFICATION]) * flat(maps[:, REGRESSION])
-        segments = (cells.reshape(1, -1, 2) * cfg.encoder_stride).expand(B, -1, -1).contiguous()
+        segments = (cells.reshape(1, -1, 2) / (k * self.units_per_step)).expand(B, -1, -1).contiguous()
         labels = torch.zeros(B, segments.shape[1], dtype=torch.int64, device=segments.device)
         return Candidates(segments, torch.where(valid, score, torch.zeros_like(score)), labels, valid)
 
     def extra_repr(self) -> str:
         c = self.config
         return (f"num_samples={c.num_samples}, max_duration={c.max_duration}, samples_per_point={c.samples_per_point}, "
-                f"context={c.context}, backend={c.backend!r}")
+                f"context={c.context}, input_scale={c.input_scale}, map_upsample={c.map_upsample}, "
+                f"backend={c.backend!r}")
+
+
+def rescale_input(features: torch.Tensor, mask: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """features (B, C, T), mask (B, T) -> (B, C, scale T), (B, scale T): linear interpolation (step t
+    of the input covers [t, t + 1], so coordinate x becomes scale x), each mask step repeated."""
+    if scale == 1:
+        return features, mask
+    masked = features * mask[:, None, :].to(features.dtype)
+    return (torch.nn.functional.interpolate(masked, scale_factor=scale, mode="linear", align_corners=False),
+            mask.repeat_interleave(scale, dim=1))
+
+
+def upsample_maps(maps: torch.Tensor, scale: int) -> torch.Tensor:
+    """(B, 2, D, T) maps -> (B, 2, scale D, scale T), bilinear: fine cell (l - 1, s), the proposal of
+    length l / scale starting at s / scale, reads the coarse map at duration index l / scale - 1 and
+    start index s / scale (clamped to the map: lengths below one coarse step read the shortest)."""
+    if scale == 1:
+        return maps
+    B, C, D, T = maps.shape
+    start = torch.arange(scale * T, device=maps.device, dtype=maps.dtype) / scale
+    duration = torch.arange(1, scale * D + 1, device=maps.device, dtype=maps.dtype) / scale - 1
+    x = 2 * start / max(T - 1, 1) - 1
+    y = 2 * duration / max(D - 1, 1) - 1
+    grid = torch.stack(torch.broadcast_tensors(x[None, :], y[:, None]), dim=-1)
+    return torch.nn.functional.grid_sample(maps, grid[None].expand(B, -1, -1, -1), mode="bilinear",
+                                           padding_mode="border", align_corners=True)
+
+
+def upsample_probabilities(probabilities: torch.Tensor, scale: int) -> torch.Tensor:
+    """(B, 2, T) -> (B, 2, scale T): fine step j is coarse position j / scale, linearly interpolated
+    (the last coarse step extends past the end)."""
+    if scale == 1:
+        return probabilities
+    T = probabilities.shape[-1]
+    position = (torch.arange(scale * T, device=probabilities.device, dtype=probabilities.dtype) / scale).clamp(max=T - 1)
+    lo = position.floor().long()
+    hi = (lo + 1).clamp(max=T - 1)
+    w = position - lo.to(position.dtype)
+    return probabilities[..., lo] * (1 - w) + probabilities[..., hi] * w
 
 
 def cell_tiou(cells: torch.Tensor, instances: torch.Tensor, valid_instances: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ VARIANTS = ("rcl", "grid", "bmn")
 SAMPLINGS = ("grid", "random", "sis")
 BACKENDS = ("fast", "reference")
 OFFSET_HEADS = ("separate", "shared")
+CLASSIFICATION_LOSSES = ("balanced", "scale-invariant")
 DATASETS = ("thumos14-synthetic", "activitynet-synthetic", "actionformer", "bsn", "gtad")
 PROTOCOLS = ("thumos14", "activitynet")
 FEATURE_CONTROLS = ("none", "other-video")
@@ -90,6 +91,8 @@ class ModelConfig:
     encoder_stride: int = option(1, Rule(int, lambda v: v in (1, 2), "1 or 2"),
                                  "2 halves the temporal resolution (THUMOS14 windows)")
     max_duration: int = option(48, int_at_least(1), "D: longest grid cell, in encoder steps")
+    input_scale: int = option(1, int_at_least(1), "the input features linearly interpolated to input_scale x T "
+                              "before the encoder (RCL's Table 4 naive rescaling: BMN's maps become kT x kT)")
     num_samples: int = option(16, int_at_least(1), "N: SoI points per segment")
     samples_per_point: int = option(2, int_at_least(1), "SoI sub-samples averaged per point")
     context: float = option(0.5, NON_NEGATIVE,
@@ -109,6 +112,8 @@ class ModelConfig:
     refine_steps: int = option(2, int_at_least(0), "M; 0 turns the module off")
     refine_state: int = option(64, int_at_least(1), "GRU state size")
     refine_train_segments: int = option(128, int_at_least(1), "segments per video refined during training")
+    refine_hidden: int = option(0, int_at_least(0), "hidden units of the refine module's SoI embedding (0: "
+                                "scorer_hidden); smaller values match the refine arm's capacity to CAR's")
     # inference
     inference_resolution: float = option(0.5, number(_is_unit_fraction, "1 / n for an int n >= 1 (e.g. 1, 0.5, 0.25)"),
                                          "spacing of the continuous inference grid, in encoder steps")
@@ -120,6 +125,10 @@ class ModelConfig:
     # losses (the paper's values)
     positive_tiou: float = option(0.7, number(lambda v: 0 < v < 1, "a number in (0, 1)"),
                                   "p1's positives: tIoU* above this")
+    classification_loss: str = option("balanced", one_of(CLASSIFICATION_LOSSES),
+                                      "p1's loss: balanced BCE, or TSI's scale-invariant loss (losses.py)")
+    si_alpha: float = option(0.5, number(lambda v: 0 < v < 1, "a number in (0, 1)"),
+                             "scale-invariant loss: weight of the positives (1 - si_alpha: the negatives)")
     lambda_regression: float = option(10.0, NON_NEGATIVE, "weight of p2's tIoU regression")
     lambda_offset: float = option(1.0, NON_NEGATIVE, "weight of the offset loss")
     lambda_boundary: float = option(1.0, NON_NEGATIVE, "weight of the start / end loss")
@@ -133,6 +142,8 @@ class ModelConfig:
     # BMN's proposal evaluation module (variant bmn; Lin et al. ICCV 2019, Sec. 3.3)
     pem_channels: int = option(512, int_at_least(1), "BMN: channels of the convolution over the N samples")
     pem_hidden: int = option(128, int_at_least(1), "BMN: channels of the 2D convolutions")
+    map_upsample: int = option(1, int_at_least(1), "BMN: confidence maps and boundary probabilities bilinearly "
+                               "upsampled by this factor at inference (RCL's Table 4 naive upsampling)")
     pem_positive_tiou: float = option(0.9, number(lambda v: 0 < v < 1, "a number in (0, 1)"),
                                       "BMN: the classification map's positives, tIoU above this")
     backend: str = option("fast", one_of(BACKENDS),
@@ -140,6 +151,8 @@ class ModelConfig:
 
     def validate(self, where: Mapping[str, str] | None = None) -> ModelConfig:
         _validate(self, where)
+        if self.map_upsample > 1 and self.variant != "bmn":
+            _fail("map_upsample", self.map_upsample, "1 unless variant is 'bmn' (it upsamples BMN's maps)", where)
         return self
 
     def to_dict(self) -> dict:
@@ -378,6 +391,6 @@ def help_text(config_class, key: str) -> str:
     return next(f.metadata["help"] for f in fields(config_class) if f.name == key)
 
 
-__all__ = ["BACKENDS", "BMN_PRESET", "DATASETS", "GRID_PRESET", "PRESETS", "SAMPLINGS", "VARIANTS", "ConfigError", "ModelConfig", "Rule",
+__all__ = ["BACKENDS", "BMN_PRESET", "CLASSIFICATION_LOSSES", "DATASETS", "GRID_PRESET", "PRESETS", "SAMPLINGS", "VARIANTS", "ConfigError", "ModelConfig", "Rule",
            "RunConfig", "build_configs", "help_text", "model_config_from_dict", "option", "read_config_file",
            "replace"]

@@ -62,7 +62,8 @@ class RCL(BaseAndTEM):
                                           padding="zeros", backend=backend)
         self.refiner = None
         if config.refine_steps > 0:
-            self.refiner = RecurrentRefiner(self.scorer, config.refine_state, config.refine_steps)
+            self.refiner = RecurrentRefiner(self.scorer, config.refine_state, config.refine_steps,
+                                            embed_hidden=config.refine_hidden or config.scorer_hidden)
 
     # -- shared pieces -------------------------------------------------------------------------
 
@@ -91,7 +92,7 @@ class RCL(BaseAndTEM):
         encoded, boundary_logits, step_mask = self.encode(features, mask)
         T = encoded.shape[-1]
         valid_instances = labels >= 0
-        instances = instances.float() / cfg.encoder_stride
+        instances = instances.float() * self.units_per_step
         lengths = step_mask.sum(dim=1)
 
         terms = {"boundary": boundary_loss(boundary_logits.float(),
@@ -105,7 +106,9 @@ class RCL(BaseAndTEM):
         outputs = self.score(encoded, samples)
         targets = anchor_targets(samples, instances, labels, valid_instances)
         loss_kw = dict(positive_tiou=cfg.positive_tiou, offset_min_tiou=cfg.offset_min_tiou,
-                       class_min_tiou=cfg.class_min_tiou, use_offsets=cfg.use_offsets)
+                       class_min_tiou=cfg.class_min_tiou, use_offsets=cfg.use_offsets,
+                       scale_invariant_alpha=cfg.si_alpha if cfg.classification_loss == "scale-invariant" else None,
+                       num_instances=valid_instances.sum(dim=1))
         stage = anchor_losses(outputs, targets, sample_valid, **loss_kw)
 
         if self.refiner is not None:
@@ -173,7 +176,7 @@ class RCL(BaseAndTEM):
             class_prob, labels = self.class_probabilities(outputs)
         k = class_prob.shape[-1]
         score = (score[..., None] * class_prob).reshape(B, P * k)
-        final = (final[:, :, None, :].expand(B, P, k, 2) * cfg.encoder_stride).reshape(B, P * k, 2)
+        final = (final[:, :, None, :].expand(B, P, k, 2) / self.units_per_step).reshape(B, P * k, 2)
         valid = valid[..., None].expand(B, P, k).reshape(B, P * k) & (final[..., 1] > final[..., 0])
         return Candidates(final.contiguous(), score, labels.reshape(B, P * k), valid)
 

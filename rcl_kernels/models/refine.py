@@ -39,10 +39,10 @@ def step_segments(segments: torch.Tensor, offsets: torch.Tensor, num_steps: int)
 
 
 class RecurrentRefiner(nn.Module):
-    def __init__(self, scorer: AnchorScorer, state: int, steps: int):
+    def __init__(self, scorer: AnchorScorer, state: int, steps: int, embed_hidden: int | None = None):
         super().__init__()
         self.steps = steps
-        self.embed = AnchorScorer(scorer.in_channels, scorer.num_samples, scorer.hidden, state,
+        self.embed = AnchorScorer(scorer.in_channels, scorer.num_samples, embed_hidden or scorer.hidden, state,
                                   samples_per_point=scorer.samples_per_point, context=scorer.context,
                                   padding=scorer.padding, backend=scorer.backend)
         self.cell = nn.GRUCell(state + NUM_CONFIDENCES, state)

@@ -21,6 +21,7 @@ class AnchorTargets(NamedTuple):
     offsets: torch.Tensor  # (B, K, 2)
     labels: torch.Tensor  # (B, K) int64 class of g*, -1 where the video has no instance
     has_instance: torch.Tensor  # (B, K) bool: the video has at least one instance
+    instance: torch.Tensor | None = None  # (B, K) int64 index of g* among the video's instances, -1 if none
 
 
 def pairwise_tiou(segments: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
@@ -47,8 +48,8 @@ def anchor_targets(segments: torch.Tensor, instances: torch.Tensor, instance_lab
         has = instance_valid.any(dim=1)[:, None].expand(B, K)
         if instances.shape[1] == 0:
             zeros = segments.new_zeros((B, K))
-            return AnchorTargets(zeros, segments.new_zeros((B, K, 2)),
-                                 torch.full((B, K), -1, dtype=torch.int64, device=segments.device), has)
+            none = torch.full((B, K), -1, dtype=torch.int64, device=segments.device)
+            return AnchorTargets(zeros, segments.new_zeros((B, K, 2)), none, has, none)
         tiou = pairwise_tiou(segments, instances)
         tiou = torch.where(instance_valid[:, None, :], tiou, torch.full_like(tiou, -1.0))
         best_tiou, best = tiou.max(dim=2)
@@ -60,6 +61,7 @@ def anchor_targets(segments: torch.Tensor, instances: torch.Tensor, instance_lab
             torch.where(has[..., None], offsets, torch.zeros_like(offsets)),
             torch.where(has, labels, torch.full_like(labels, -1)),
             has,
+            torch.where(has, best, torch.full_like(best, -1)),
         )
 
 
