@@ -19,7 +19,7 @@ from rcl_kernels._triton_support import TRITON_VERSION
 from rcl_kernels.reference.segment_interp import (
     accumulation_dtype as _accumulation_dtype,
 )
-from rcl_kernels.triton._launching import device_guard, launch_grid, scalar_tensor
+from rcl_kernels.triton._launching import EXACT_FLOAT_OPTIONS, device_guard, launch_grid, scalar_tensor
 
 AVAILABLE = TRITON_VERSION is not None
 
@@ -153,7 +153,7 @@ def roi_align_1d_triton_op(input: torch.Tensor, rois: torch.Tensor, output_size:
             input, r, scalar_tensor(spatial_scale, acc, input.device), out,
             B, C, T, P, *input.stride(),
             **_constexprs(sampling_ratio, aligned), BLOCK_C=block_c, BLOCK_P=block_p,
-            num_warps=NUM_WARPS, enable_fp_fusion=False,
+            num_warps=NUM_WARPS, **EXACT_FLOAT_OPTIONS,
         )  # fmt: skip
     return out
 
@@ -172,7 +172,7 @@ def roi_align_1d_triton_backward_op(grad_output: torch.Tensor, input: torch.Tens
         r = rois.to(acc).contiguous()
         grad = grad_output.to(input.dtype)
         scale = scalar_tensor(spatial_scale, acc, input.device)
-        flags = dict(**_constexprs(sampling_ratio, aligned), num_warps=NUM_WARPS, enable_fp_fusion=False)
+        flags = dict(**_constexprs(sampling_ratio, aligned), num_warps=NUM_WARPS, **EXACT_FLOAT_OPTIONS)
         op = "roi_align_1d (triton)"
         with device_guard(input.device):
             if need_input_grad and torch.are_deterministic_algorithms_enabled():

@@ -60,9 +60,9 @@ def _launch(tuned, plain, grid, device: torch.device, *args, **constexprs) -> No
     with _launching.device_guard(device):
         if _interpreted(device):
             plain[grid(_INTERPRETER_BLOCKS)](*args, **constexprs, **_INTERPRETER_BLOCKS, num_warps=4, num_stages=1,
-                                             enable_fp_fusion=False)
+                                             **_launching.EXACT_FLOAT_OPTIONS)
         else:
-            tuned[constexprs["PREC"]][grid](*args, **constexprs, enable_fp_fusion=False)
+            tuned[constexprs["PREC"]][grid](*args, **constexprs, **_launching.EXACT_FLOAT_OPTIONS)
 
 
 # Launch grids. Every grid folds the video (and the point) into x: y and z stop at 65,535
