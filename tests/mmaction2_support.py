@@ -33,6 +33,10 @@ def mmaction2_missing() -> str | None:
     for name in ("mmengine", "mmcv", "mmaction"):
         if importlib.util.find_spec(name) is None:
             return f'{name} is not installed (pip install "rcl_kernels[mmaction2]")'
+    try:  # mmaction2 imports torchvision; a torchvision built for another torch fails with RuntimeError
+        import torchvision  # noqa: F401
+    except Exception as exc:
+        return f"torchvision cannot be imported beside this torch ({type(exc).__name__}: {exc}), and mmaction2 needs it"
     return None
 
 
