@@ -13,7 +13,7 @@
 //     kernel's result, without atomics, but only B C threads, each walking all R rois.
 //   * roi gradient: one block per roi, threads over its (channel, bin) pairs (coalesced reads of
 //     grad_output), a fixed-order tree sum over the block: deterministic.
-// Every product and sum is separately rounded (rounding.h), so --use_fast_math contracts none of
+// Every product and sum is separately rounded (rounding.h), so nvcc's -fmad=true contracts none of
 // them: the forward and the deterministic input gradient equal the CPU kernel bit for bit.
 #include <ATen/Context.h>
 #include <ATen/Dispatch.h>

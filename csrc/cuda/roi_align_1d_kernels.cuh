@@ -4,7 +4,7 @@
 // the size matrix prints) against plan_* below.
 //
 // Arithmetic: every product and sum goes through the separately rounded helpers of rounding.h,
-// so --use_fast_math cannot contract them into FMAs: the forward and the deterministic input
+// so nvcc (which contracts with -fmad=true, csrc/cuda/nvcc_flags.txt) cannot fuse them into FMAs: the forward and the deterministic input
 // gradient equal the CPU kernel bit for bit (same terms, same order); the atomic input gradient
 // has the CPU kernel's terms in another order, the roi gradient another summation tree.
 #pragma once
