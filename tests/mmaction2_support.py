@@ -72,3 +72,20 @@ def import_mmaction_models():
     import mmaction.models
 
     return mmaction.models
+
+
+class _DataSample:
+    """The one attribute of mmaction2's ActionDataSample that BMN.predict reads."""
+
+    def __init__(self, metainfo):
+        self.metainfo = metainfo
+
+
+def stock_predict(BMN, confidence_map, start, end, metainfo, params) -> dict:
+    """mmaction2's own BMN.predict for one video's maps ((2, T, T), (T,), (T,)), without building
+    the model: predict reads only these attributes of self and what _forward returns. params:
+    BMN's soft_nms_alpha, soft_nms_low_threshold, soft_nms_high_threshold, post_process_top_k and
+    feature_extraction_interval."""
+    host = types.SimpleNamespace(tscale=start.shape[-1], **params,
+                                 _forward=lambda _: (confidence_map[None], start[None], end[None]))
+    return BMN.predict(host, None, [_DataSample(metainfo)])[0]

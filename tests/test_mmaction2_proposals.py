@@ -5,7 +5,7 @@ Always: against a plain-loop transcription, written here, of the rules mmaction2
 in BMN.predict and in proposal_utils.post_processing / soft_nms (one video, one cell, one
 candidate at a time, Python floats), with its sorts made stable (the documented tie rule).
 Where mmaction2 is installed: against mmaction2's own BMN.predict, called on the same maps
-(benchmarks/bench_mmaction2_proposals.stock_predict). mmaction2 1.2.0's wheel lacks
+(tests/mmaction2_support.stock_predict). mmaction2 1.2.0's wheel lacks
 mmaction/models/localizers/drn/ (upstream issue #2714), so `import mmaction.models` fails there;
 tests/mmaction2_support.py supplies the smallest stand-in for that one subpackage.
 """
@@ -20,13 +20,15 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import bench_mmaction2_proposals as bench  # noqa: E402
+import mmaction2_support  # noqa: E402
 
 from rcl_kernels.integrations.mmaction2_proposals import bmn_proposals  # noqa: E402
 
-PUBLISHED = bench.PUBLISHED
+# configs/_base_/models/bmn_400x100.py (ActivityNet), and BMN's default feature_extraction_interval
+PUBLISHED = dict(soft_nms_alpha=0.4, soft_nms_low_threshold=0.5, soft_nms_high_threshold=0.9,
+                 post_process_top_k=100, feature_extraction_interval=16)
 
 
 def transcribed_post_processing(confidence, start, end, meta, *, soft_nms_alpha, soft_nms_low_threshold,
@@ -205,10 +207,10 @@ def test_empty_batch():
 
 
 def stock_bmn_or_skip():
-    BMN, why = bench.stock_bmn()
-    if BMN is None:
-        pytest.skip(why)
-    return BMN
+    why = mmaction2_support.mmaction2_missing()
+    if why:
+        mmaction2_support.skip_or_fail(why)
+    return mmaction2_support.import_mmaction_models().localizers.bmn.BMN
 
 
 def count_tie_differences(got, want):
@@ -232,7 +234,7 @@ def test_matches_mmaction2(dtype):
         video_metas = metas(B, rng)
         got = bmn_proposals(*maps, video_metas, **PUBLISHED)
         for b in range(B):
-            want = bench.stock_predict(BMN, maps[0][b], maps[1][b], maps[2][b], video_metas[b], PUBLISHED)
+            want = mmaction2_support.stock_predict(BMN, maps[0][b], maps[1][b], maps[2][b], video_metas[b], PUBLISHED)
             assert got[b]["video_name"] == want["video_name"]
             assert len(got[b]["proposal_list"]) == len(want["proposal_list"])
             np.testing.assert_allclose([p["score"] for p in got[b]["proposal_list"]],

@@ -139,11 +139,19 @@ class BoundaryMatching(nn.Module):
                 parts.append(checkpoint(self._soi_linear_chunk, x, chunk, w1, b1, w2, b2,
                                         use_reentrant=False, preserve_rng_state=False))
         else:
+            # On the CPU, score_anchors is a composition of library calls whose autograd keeps each
+            # chunk's hidden activations and interpolation taps (about 150 MB per 10^4 cells of a
+            # BMN batch of 8) until the backward; checkpointed, only the chunk's inputs are kept and
+            # the backward scores one chunk again at a time. The Triton op saves only its inputs and its
+            # (B, k, hidden) activations: not recomputed there.
+            recompute = torch.is_grad_enabled() and x.device.type == "cpu"
             for k0 in range(0, K, _CELLS_PER_CALL):
                 chunk = windows[k0:k0 + _CELLS_PER_CALL].expand(B, -1, -1)
-                parts.append(score_anchors(x, chunk, w1, b1, w2, b2, num_samples=N,
-                                           samples_per_point=self.num_sample_perbin, padding="bmn",
-                                           coord_features="none", activation="relu", backend=self.backend))
+                if recompute:
+                    parts.append(checkpoint(self._score_chunk, x, chunk, w1, b1, w2, b2,
+                                            use_reentrant=False, preserve_rng_state=False))
+                else:
+                    parts.append(self._score_chunk(x, chunk, w1, b1, w2, b2))
         scores = torch.relu(torch.cat(parts, dim=1))  # (B, K, out)
         # Cells outside the map are zero before the convolutions: the MLP of a zero input there.
         hidden0 = torch.relu(b1) if b1 is not None else x.new_zeros(H)
@@ -151,6 +159,12 @@ class BoundaryMatching(nn.Module):
         out = empty.view(1, -1, 1).expand(B, -1, D * T)
         out = out.index_copy(2, self.cell_index.to(x.device), scores.transpose(1, 2))
         return out.view(B, -1, D, T)
+
+    def _score_chunk(self, x, chunk, w1, b1, w2, b2):
+        """Linear2(relu(Linear1(SoI))) of one chunk of cells by the fused op, (B, k, out)."""
+        return score_anchors(x, chunk, w1, b1, w2, b2, num_samples=self.num_sample,
+                             samples_per_point=self.num_sample_perbin, padding="bmn", coord_features="none",
+                             activation="relu", backend=self.backend)
 
     def _soi_linear_chunk(self, x, chunk, w1, b1, w2, b2):
         """Linear2(relu(Linear1(flatten(SoI)))) of one chunk of cells, (B, k, out)."""
