@@ -12,6 +12,16 @@ Bounds, measured in the same run (not SoI: what writing an output of this size c
                     must (first-touch page faults included)
   fill_warm_output  fill_(1) into an already-written buffer of that size: the store stream alone
 
+The benchmark runs with freed memory kept (rcl_kernels.keep_freed_memory(), as the package's
+commands do), so the op's output reuses resident pages from call to call. Rows named
+*_fresh_pages run with every large block a fresh mmap instead (glibc's default behaviour for
+blocks above its mmap threshold): what a caller that keeps no freed memory pays.
+
+fresh_process rows: the anet float32 forward and forward+backward in 5 fresh processes each
+(1 and 2 threads, freed memory kept as the commands keep it), each process's median over 9 calls beside
+its own copy rate, fill_fresh_output time and minor page faults per call; spread = slowest
+process / fastest.
+
 Rows report GB/s on the bytes that must move at the least: fwd writes the output and reads the
 features; fwd+bwd also reads the output gradient and writes the features gradient. The copy
 bandwidth is measured again right before each problem (copy_gbps_same_run), since other work
@@ -20,7 +30,10 @@ on a shared machine moves it; benchmarks/run.py reports the fractions of it.
 
 from __future__ import annotations
 
+import json
 import os
+import resource
+import subprocess
 import sys
 
 import torch
@@ -29,7 +42,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from ceilings import measure_copy_gbps  # noqa: E402
-from common import BenchConfig, row, standalone_main, torchvision_ops, try_measure  # noqa: E402
+from common import BenchConfig, measure, row, standalone_main, torchvision_ops, try_measure  # noqa: E402
+from cpu_memory import fresh_pages  # noqa: E402
 
 import rcl_kernels  # noqa: E402
 from rcl_kernels.ops.segment_interp import SEGMENT_INTERP_BACKENDS  # noqa: E402
@@ -136,13 +150,18 @@ def run(cfg: BenchConfig) -> list[dict]:
             for backend in SEGMENT_INTERP_BACKENDS.available(cfg.device.type):
                 if backend == "reference" or (backend == "triton" and not cfg.is_cuda):
                     continue  # reference is a baseline below; the Triton interpreter is not a speed path
-                add(backend, lambda f, s, b=backend: rcl_kernels.segment_interp(
-                    f, s, N, samples_per_point=S, context=ctx, backend=b), (features, segments), ours=True)
+                op = (lambda f, s, b=backend: rcl_kernels.segment_interp(
+                    f, s, N, samples_per_point=S, context=ctx, backend=b))
+                add(backend, op, (features, segments), ours=True)
+                if not cfg.is_cuda:
+                    with fresh_pages():
+                        add(f"{backend}_fresh_pages", op, (features, segments), ours=True)
 
             out_shape = (B, K, C, N)
             warm = torch.empty(out_shape, dtype=dtype, device=cfg.device).fill_(0)
-            add("fill_fresh_output", lambda: torch.empty(out_shape, dtype=dtype, device=cfg.device).fill_(1), (),
-                ours=False, mode_list=("fwd",))
+            with fresh_pages():
+                add("fill_fresh_output", lambda: torch.empty(out_shape, dtype=dtype, device=cfg.device).fill_(1), (),
+                    ours=False, mode_list=("fwd",))
             add("fill_warm_output", lambda: warm.fill_(1), (), ours=False, mode_list=("fwd",))
             del warm
 
@@ -171,7 +190,95 @@ def run(cfg: BenchConfig) -> list[dict]:
             else:
                 rows.append(row(OP, pname, "roi_align", "fwd", None, ours=False, dtype=dname, skipped=tv_missing,
                                 **p))
+    if not cfg.is_cuda:
+        rows += fresh_process_rows(problems(cfg.quick)["anet"])
     return rows
+
+
+FRESH_PROCESSES = 5
+
+
+def fresh_process_rows(p: dict, processes: int = FRESH_PROCESSES) -> list[dict]:
+    """The anet float32 SoI in `processes` fresh processes per setting (threads x pages), one row
+    per setting: the slowest process's median, the spread slowest / fastest, each process's
+    numbers."""
+    rows = []
+    for threads in (1, 2):
+        for pages in ("kept",):  # as the package's commands run; fill_fresh_output shows the fresh-page bound
+            runs = [_run_fresh_process(p, threads, pages) for _ in range(processes)]
+            runs = [r for r in runs if r is not None]
+            for mode in ("fwd", "fwd+bwd"):
+                if not runs:
+                    rows.append(row(OP, "anet", "cpu_fresh_process", mode, None, ours=True, threads=threads,
+                                    pages=pages, skipped="the worker process failed"))
+                    continue
+                ms = [r[mode]["ms"] for r in runs]
+                worst = max(range(len(runs)), key=lambda i: ms[i])
+                r = row(OP, "anet", "cpu_fresh_process", mode, None, ours=True, threads=threads, pages=pages,
+                        processes=len(runs), spread=max(ms) / min(ms), ms_each=ms,
+                        copy_gbps_each=[x["copy_gbps"] for x in runs],
+                        fill_fresh_output_ms_each=[x["fill_fresh_output_ms"] for x in runs],
+                        faults_per_call_each=[x[mode]["faults_per_call"] for x in runs],
+                        copy_gbps_same_run=runs[worst]["copy_gbps"], **p)
+                r.update(ms=ms[worst], gbps=runs[worst][mode]["gbps"])
+                rows.append(r)
+                print(f"  SoI anet fp32 {mode} in {len(runs)} fresh processes, {threads} thread(s), pages {pages}: "
+                      f"median ms {', '.join(f'{m:.1f}' for m in ms)}; spread {max(ms) / min(ms):.2f}x; worst "
+                      f"{runs[worst][mode]['gbps'] / runs[worst]['copy_gbps']:.0%} of its copy rate; faults per "
+                      f"call {', '.join(str(x[mode]['faults_per_call']) for x in runs)}", flush=True)
+    return rows
+
+
+def _run_fresh_process(p: dict, threads: int, pages: str) -> dict | None:
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
+            f"import bench_segment_interp as b; b.fresh_process_worker({p!r}, {threads}, {pages!r})")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        print(done.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def fresh_process_worker(p: dict, threads: int, pages: str, reps: int = 9) -> None:
+    """In a fresh process: copy rate, fill_fresh_output, and the SoI forward and forward+backward
+    medians over reps calls with their minor page faults per call; one json line on stdout."""
+    torch.set_num_threads(threads)
+    if pages == "kept":
+        rcl_kernels.keep_freed_memory()
+    else:
+        rcl_kernels._freed_memory.serve_large_blocks_by_mmap()
+    cfg = BenchConfig(device=torch.device("cpu"), warmup=1, reps=reps)
+    gen = torch.Generator().manual_seed(0)
+    B, C, T, N, S, ctx, K = (p[k] for k in ("B", "C", "T", "N", "S", "context", "K"))
+    segments = grid_anchors(B, T, K, cfg.device, gen)
+    features = torch.randn(B, C, T, generator=gen)
+    out_bytes, feature_bytes = B * K * C * N * 4, features.numel() * 4
+    copy_gbps = measure_copy_gbps(cfg)
+    with fresh_pages():
+        fill = measure(lambda: torch.empty(B, K, C, N).fill_(1), cfg).ms
+    if pages == "fresh":
+        rcl_kernels._freed_memory.serve_large_blocks_by_mmap()
+
+    def forward():
+        with torch.no_grad():
+            return rcl_kernels.segment_interp(features, segments, N, samples_per_point=S, context=ctx, padding="bmn")
+
+    leaf = features.clone().requires_grad_(True), segments.clone().requires_grad_(True)
+    grad = torch.ones(B, K, C, N)
+
+    def forward_backward():
+        out = rcl_kernels.segment_interp(leaf[0], leaf[1], N, samples_per_point=S, context=ctx, padding="bmn")
+        return torch.autograd.grad(out, leaf, grad)
+
+    result = {"copy_gbps": copy_gbps, "fill_fresh_output_ms": fill}
+    for mode, fn, moved in (("fwd", forward, out_bytes + feature_bytes),
+                            ("fwd+bwd", forward_backward, 2 * out_bytes + 2 * feature_bytes)):
+        fn()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        ms = measure(fn, cfg, warmup=0).ms
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        result[mode] = {"ms": ms, "gbps": moved / ms / 1e6, "faults_per_call": round(faults / reps)}
+    print(json.dumps(result))
 
 
 def _windows(segments: torch.Tensor, context: float):

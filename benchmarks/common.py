@@ -20,6 +20,8 @@ from typing import Callable
 
 import torch
 
+from rcl_kernels import keep_freed_memory
+
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -217,6 +219,7 @@ def standalone_main(name: str, run: Callable[[BenchConfig], list[dict]], problem
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/results/<device>-<date>)")
     args = parser.parse_args()
+    keep_freed_memory()  # as benchmarks/run.py and the package's commands do
     device = torch.device(args.device)
     cfg = BenchConfig(device=device, quick=args.quick or device.type == "cpu", reps=args.reps)
     rows = run(cfg)

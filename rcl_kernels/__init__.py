@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING
 
+from rcl_kernels._freed_memory import keep_freed_memory  # ctypes only: cheap
 from rcl_kernels._version import __version__
 
 # Public name -> the module that defines it (PEP 562: loaded on first access).
@@ -35,7 +36,7 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ below loads 
     from rcl_kernels.ops.segment_interp import segment_interp
     from rcl_kernels.ops.soft_nms import SoftNMSResult, soft_nms
 
-__all__ = ["__version__", "AnchorScorer", "BoundaryMatching", "info", "roi_align_1d", "score_anchors", "segment_interp", "SoftNMSResult", "soft_nms"]
+__all__ = ["__version__", "AnchorScorer", "BoundaryMatching", "info", "keep_freed_memory", "roi_align_1d", "score_anchors", "segment_interp", "SoftNMSResult", "soft_nms"]
 
 
 def __getattr__(name):

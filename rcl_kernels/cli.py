@@ -15,6 +15,8 @@ import importlib
 import sys
 from typing import Sequence
 
+from rcl_kernels._freed_memory import keep_freed_memory
+
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("rcl_kernels.evaluation.command",
              "mAP of detections (ActivityNet or THUMOS14 protocol) or AR@AN of proposals, as a table"),
@@ -37,6 +39,9 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before any tensor exists: the commands allocate large tensors per batch, and glibc's
+    # default would fault each one in afresh (rcl_kernels/_freed_memory.py).
+    keep_freed_memory()
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(selected if selected in SUBCOMMANDS else None).parse_args(argv)

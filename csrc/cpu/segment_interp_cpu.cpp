@@ -135,10 +135,16 @@ void backward_impl(const scalar_t* grad_out, const acc_t* ft, const acc_t* segme
   }
 }
 
-// The output is far larger than the caches and, freshly allocated, not yet backed by memory:
-// first-touch faults of 4 KiB pages, one per 1,024 floats written, cost more than writing it.
-// Asking for transparent huge pages (where the kernel offers them on request) makes that one
-// fault per 2 MiB. A hint only: nothing changes where it is refused.
+// Fresh output. The output (41 MB for the anet problem in float32) is far larger than the caches,
+// and a fresh allocation of that size is a new mmap under glibc's defaults: the first touch of
+// each 4 KiB page faults and the OS zeroes the page, which costs more than the kernel's own
+// writes (a 2-vCPU AMD EPYC VM: about 10,000 faults and 60-70 ms for 41 MB, against about 10 ms
+// once the pages are resident), and what it costs depends on the hypervisor and the other vCPU,
+// so the forward's speed moved from process to process. Transparent huge pages, asked for here
+// (where THP is "madvise" they are granted only on request), make the aligned interior one fault
+// per 2 MiB. A hint only: nothing changes where it is refused. Both kernels ask. A caller that
+// calls the op in a loop avoids the faults altogether by keeping freed memory in the process
+// (rcl_kernels.keep_freed_memory(), which the package's commands call).
 void advise_huge_pages(const at::Tensor& t) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   constexpr uintptr_t kHuge = uintptr_t(2) << 20;
@@ -231,8 +237,8 @@ at::Tensor segment_interp_cpu(const at::Tensor& features, const at::Tensor& segm
   if (out.numel() == 0) return out;
   const at::ScalarType acc_type = segment_interp_acc_type(features);
   const at::Tensor seg = segments.to(acc_type).contiguous();
+  advise_huge_pages(out);
   if (avx512_applies(p)) {
-    advise_huge_pages(out);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features.scalar_type(), "segment_interp_cpu", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       forward_avx512<scalar_t, acc_t>(features, seg, out, p, static_cast<acc_t>(context), pad);

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 
+from rcl_kernels._freed_memory import keep_freed_memory
 from rcl_kernels.models.checkpoints import load_checkpoint, model_from_checkpoint
 from rcl_kernels.models.config import BACKENDS, ConfigError
 from rcl_kernels.models.data_setup import feature_dim_of, load_split
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
+    keep_freed_memory()  # as the rcl-kernels command line does (rcl_kernels/_freed_memory.py)
     parser = argparse.ArgumentParser(prog="detect.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)

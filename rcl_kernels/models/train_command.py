@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from rcl_kernels._freed_memory import keep_freed_memory
 from rcl_kernels.models.config import ConfigError
 from rcl_kernels.models.data_setup import load_split
 from rcl_kernels.models.flags import add_config_arguments, configs_from_args
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
+    keep_freed_memory()  # as the rcl-kernels command line does (rcl_kernels/_freed_memory.py)
     parser = argparse.ArgumentParser(prog="train.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
