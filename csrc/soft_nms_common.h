@@ -90,6 +90,16 @@ RCL_HOST_DEVICE double double_from_bits(int64_t bits) {
 #endif
 }
 
+RCL_HOST_DEVICE int64_t bits_from_double(double d) {
+#ifdef __CUDA_ARCH__
+  return __double_as_longlong(d);
+#else
+  int64_t bits;
+  std::memcpy(&bits, &d, sizeof(bits));
+  return bits;
+#endif
+}
+
 template <typename scalar_t>
 RCL_HOST_DEVICE bool is_nan(scalar_t x) {
   return x != x;
@@ -186,7 +196,11 @@ RCL_HOST_DEVICE double exp_nonpositive(double x) {
   // integer (exact constants, no table).
   double p = 1.0;
   for (int n = kExpTaylorDegreeD; n >= 1; --n) p = add_rn(1.0, div_rn(mul_rn(r, p), static_cast<double>(n)));
-  const double scale = double_from_bits((static_cast<int64_t>(k) + 1023) << 52);  // 2^k, k in [-1022, 0]
+  // 2^k, k in [-1022, 0]. k's integer from the bits of k + 1.5 * 2^52 (exact: one unit per ulp
+  // there) rather than a double -> int64 conversion, which AVX2 lacks, so the loops that call this
+  // vectorise; the same integer as static_cast<int64_t>(k).
+  const int64_t k_int = bits_from_double(add_rn(k, kRoundMagicD)) - bits_from_double(kRoundMagicD);
+  const double scale = double_from_bits((k_int + 1023) << 52);
   return in_range ? mul_rn(p, scale) : 0.0;
 }
 

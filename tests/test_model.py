@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from rcl_kernels.models import RCL, ConfigError, ModelConfig, build_configs
+from rcl_kernels.models import rcl as rcl_module
 from rcl_kernels.models.boundary import boundary_targets
 from rcl_kernels.models.config import read_config_file
 from rcl_kernels.models.length_bins import map_by_length
@@ -45,6 +46,25 @@ def tiny_batch(B=2, C=8, T=24, seed=0):
             if c >= 0:
                 features[b, c, int(s):int(math.ceil(e)) + 1] += 3.0
     return features, mask, instances, labels
+
+
+def test_detect_scores_the_grid_in_chunks_with_the_same_candidates(monkeypatch):
+    """The inference grid is scored in calls of at most _SEGMENTS_PER_CALL segments of the batch
+    (bounded scratch memory): the candidates are those of one call over the whole grid."""
+    model = tiny_model().eval()
+    features, mask, _, _ = tiny_batch()
+    calls = []
+    score = model.score
+    monkeypatch.setattr(model, "score", lambda enc, seg: calls.append(seg.shape[1]) or score(enc, seg))
+    with torch.no_grad():
+        whole = model.detect(features, mask)
+        grid = calls[0]
+        calls.clear()
+        monkeypatch.setattr(rcl_module, "_SEGMENTS_PER_CALL", 2 * 37)  # 37 segments per item and call
+        chunked = model.detect(features, mask)
+    assert calls[:-model.config.refine_steps] == [37] * (grid // 37) + ([grid % 37] if grid % 37 else [])
+    for a, b in zip(whole, chunked):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 # -- configuration -------------------------------------------------------------------------------
@@ -622,7 +642,6 @@ def test_class_agnostic_scores_leave_the_class_probability_out():
 
 def test_refine_step_m_weighs_alpha_to_the_m(monkeypatch):
     """Eq. 8: the loss of refinement step m weighs alpha^m (stage 0 weighs 1)."""
-    import rcl_kernels.models.rcl as rcl_module
 
     calls = []
 

@@ -86,11 +86,13 @@ void decay_range(float* score, const float* start, const float* end, int64_t cou
   decay_methods(score, start, end, count, start_b, end_b, len_b, gate, p);
 }
 
-// float64 in two passes: the float64 Gaussian weight (13 dependent divisions) costs about 20x a
+// float64 in passes: the float64 Gaussian weight (13 dependent divisions) costs about 20x a
 // tIoU, and only the few candidates that overlap the selection beyond the thresholds decay.
-// Pass 1 (branch-free, vectorised) writes each candidate's tIoU; pass 2 decays, one candidate at
-// a time, only those that pass decays(). Every decayed score is computed by the same operations
-// as in the one-pass loop, so the results are bit-identical to it.
+// Pass 1 (branch-free, vectorised) writes each candidate's tIoU; pass 2 packs (branch-free) the
+// candidates that pass decays() (position, score, tIoU); pass 3 decays the packed ones, branch-free over
+// contiguous arrays, so it vectorises too (the weight's divisions run 4 or 8 lanes at a time
+// instead of one dependent chain per candidate); pass 4 writes them back. Every decayed score is
+// computed by the same operations as in the one-pass loop, so the results are bit-identical.
 RCL_SIMD_CLONES
 void overlaps(double* __restrict iou, const double* __restrict start, const double* __restrict end, int64_t count,
               double start_b, double end_b, double len_b) {
@@ -98,34 +100,52 @@ void overlaps(double* __restrict iou, const double* __restrict start, const doub
 }
 
 template <Method kMethod>
-void decay_where_overlapping(double* score, const double* iou, int64_t count, double gate,
-                             const ParamsOf<double>& p) {
-  for (int64_t i = 0; i < count; ++i) {
-    if (decays(score[i], iou[i], p.iou_threshold, gate)) {
-      score[i] = decayed_score<kMethod>(score[i], iou[i], p.neg_inv_sigma);
-    }
+void decay_packed_loop(double* __restrict score, const double* __restrict iou, int64_t n, double neg_inv_sigma) {
+  for (int64_t k = 0; k < n; ++k) score[k] = decayed_score<kMethod>(score[k], iou[k], neg_inv_sigma);
+}
+
+RCL_SIMD_CLONES
+void decay_packed(double* score, const double* iou, int64_t n, const ParamsOf<double>& p) {
+  switch (p.method) {
+    case Method::Gaussian:
+      decay_packed_loop<Method::Gaussian>(score, iou, n, p.neg_inv_sigma);
+      break;
+    case Method::Linear:
+      decay_packed_loop<Method::Linear>(score, iou, n, p.neg_inv_sigma);
+      break;
+    case Method::Hard:
+      decay_packed_loop<Method::Hard>(score, iou, n, p.neg_inv_sigma);
+      break;
   }
 }
 
+// Scratch of the float64 decay: (P,) each.
+struct DecayScratch {
+  double* iou;
+  double* packed_score;
+  double* packed_iou;
+  int32_t* packed_pos;
+};
+
 void decay_range(double* score, const double* start, const double* end, int64_t count, double start_b,
-                 double end_b, double len_b, double gate, const ParamsOf<double>& p, double* iou_scratch) {
-  overlaps(iou_scratch, start, end, count, start_b, end_b, len_b);
-  switch (p.method) {
-    case Method::Gaussian:
-      decay_where_overlapping<Method::Gaussian>(score, iou_scratch, count, gate, p);
-      break;
-    case Method::Linear:
-      decay_where_overlapping<Method::Linear>(score, iou_scratch, count, gate, p);
-      break;
-    case Method::Hard:
-      decay_where_overlapping<Method::Hard>(score, iou_scratch, count, gate, p);
-      break;
+                 double end_b, double len_b, double gate, const ParamsOf<double>& p, const DecayScratch& s) {
+  overlaps(s.iou, start, end, count, start_b, end_b, len_b);
+  int64_t n = 0;
+  for (int64_t i = 0; i < count; ++i) {  // written always, kept where it decays: no branch to mispredict
+    s.packed_pos[n] = static_cast<int32_t>(i);
+    s.packed_score[n] = score[i];
+    s.packed_iou[n] = s.iou[i];
+    n += decays(score[i], s.iou[i], p.iou_threshold, gate);
   }
+  decay_packed(s.packed_score, s.packed_iou, n, p);
+  for (int64_t k = 0; k < n; ++k) score[s.packed_pos[k]] = s.packed_score[k];
 }
 
 // float32's weight is cheap and the whole pass vectorises: one pass (the scratch is unused).
+struct NoScratch {};
+
 void decay_range(float* score, const float* start, const float* end, int64_t count, float start_b, float end_b,
-                 float len_b, float gate, const Params& p, float*) {
+                 float len_b, float gate, const Params& p, const NoScratch&) {
   decay_range(score, start, end, count, start_b, end_b, len_b, gate, p);
 }
 
@@ -133,7 +153,8 @@ void decay_range(float* score, const float* start, const float* end, int64_t cou
 template <typename scalar_t>
 struct VideoWork {
   std::vector<scalar_t> start, end, score;
-  std::vector<scalar_t> iou;  // scratch for the float64 decay
+  std::vector<double> iou, packed_score, packed_iou;  // scratch of the float64 decay (empty for float32)
+  std::vector<int32_t> packed_pos;
   std::vector<int32_t> index;  // input index of each packed candidate
   std::vector<int32_t> order;  // scratch for the label sort
   // Group g occupies [group_begin[g], group_end[g]); its best selectable candidate is at
@@ -144,7 +165,11 @@ struct VideoWork {
     start.resize(P);
     end.resize(P);
     score.resize(P);
-    iou.resize(sizeof(scalar_t) == sizeof(double) ? P : 0);
+    const int64_t scratch = sizeof(scalar_t) == sizeof(double) ? P : 0;
+    iou.resize(scratch);
+    packed_score.resize(scratch);
+    packed_iou.resize(scratch);
+    packed_pos.resize(scratch);
     index.resize(P);
     order.resize(P);
     group_begin.resize(P);
@@ -169,6 +194,11 @@ struct VideoOut {
   int64_t* indices;  // (top_k,)
   int64_t* count;
 };
+
+inline NoScratch decay_scratch(VideoWork<float>&) { return {}; }
+inline DecayScratch decay_scratch(VideoWork<double>& w) {
+  return {w.iou.data(), w.packed_score.data(), w.packed_iou.data(), w.packed_pos.data()};
+}
 
 // Packs the candidates that may still be selected; returns the number of groups.
 template <typename scalar_t>
@@ -209,59 +239,12 @@ struct ScanResult {
   int32_t dead;
 };
 
-#if defined(__GNUC__) && !defined(__clang__)
-// Eight lanes with GCC vector extensions (AVX2 registers in the AVX2 clone, SSE pairs otherwise):
-// each lane keeps its first maximum, then the lanes are merged by (score, position).
-typedef float float8 __attribute__((vector_size(32)));
-typedef int32_t int8x32 __attribute__((vector_size(32)));
-
-RCL_SIMD_CLONES
-ScanResult scan_scores(const float* score, int32_t count, float min_score) {
-  const float dead_below = min_score > 0.f ? min_score : kNegInf<float>;  // never_selectable, lane-wise
-  float8 best_score;
-  int8x32 best_pos, dead = {}, pos;
-  for (int k = 0; k < 8; ++k) {
-    best_score[k] = kNegInf<float>;
-    best_pos[k] = -1;
-    pos[k] = k;
-  }
-  int32_t i = 0;
-  for (; i + 8 <= count; i += 8) {
-    float8 s;
-    std::memcpy(&s, score + i, sizeof(s));
-    const int8x32 take = (s >= min_score) & (s > best_score);
-    best_score = take ? s : best_score;
-    best_pos = take ? pos : best_pos;
-    dead -= ~(s >= dead_below);  // +1 where !(s >= dead_below), NaN included
-    pos += 8;
-  }
-  ScanResult r{-1, 0};
-  float r_score = kNegInf<float>;
-  for (int k = 0; k < 8; ++k) {
-    r.dead += dead[k];
-    if (best_pos[k] >= 0 && better(best_score[k], best_pos[k], r_score, r.best)) {
-      r_score = best_score[k];
-      r.best = best_pos[k];
-    }
-  }
-  for (; i < count; ++i) {  // later positions than every lane's: strict > keeps ties on the lanes
-    const float s = score[i];
-    r.dead += never_selectable(s, min_score);
-    if (s >= min_score && s > r_score) {
-      r_score = s;
-      r.best = i;
-    }
-  }
-  return r;
-}
-#endif
-
-// The same scan, one element at a time: float64, and float32 without GCC's vector extensions.
+// The scan, one element at a time: the tail of the lane scan, and the whole scan without GCC's
+// vector extensions.
 template <typename scalar_t>
-ScanResult scan_scores_serial(const scalar_t* score, int32_t count, scalar_t min_score) {
-  ScanResult r{-1, 0};
-  scalar_t r_score = kNegInf<scalar_t>;
-  for (int32_t i = 0; i < count; ++i) {
+ScanResult scan_scores_serial(const scalar_t* score, int32_t begin, int32_t count, scalar_t min_score, ScanResult r,
+                              scalar_t r_score) {
+  for (int32_t i = begin; i < count; ++i) {
     const scalar_t s = score[i];
     r.dead += never_selectable(s, min_score);
     if (s >= min_score && s > r_score) {
@@ -272,14 +255,64 @@ ScanResult scan_scores_serial(const scalar_t* score, int32_t count, scalar_t min
   return r;
 }
 
-#if !(defined(__GNUC__) && !defined(__clang__))
+#if defined(__GNUC__) && !defined(__clang__)
+// L lanes with GCC vector extensions (8 floats or 4 doubles: AVX2 registers in the AVX2 clone,
+// SSE pairs otherwise): each lane keeps its first maximum, then the lanes are merged by (score,
+// position), then the tail is scanned one at a time.
+typedef float float8 __attribute__((vector_size(32)));
+typedef int32_t int8x32 __attribute__((vector_size(32)));
+typedef double double4 __attribute__((vector_size(32)));
+typedef int64_t int4x64 __attribute__((vector_size(32)));
+
+template <typename scalar_t, typename Vec, typename IVec, int L>
+inline ScanResult scan_lanes(const scalar_t* score, int32_t count, scalar_t min_score) {
+  // never_selectable, lane-wise
+  const scalar_t dead_below = min_score > scalar_t(0) ? min_score : kNegInf<scalar_t>;
+  Vec best_score;
+  IVec best_pos, dead = {}, pos;
+  for (int k = 0; k < L; ++k) {
+    best_score[k] = kNegInf<scalar_t>;
+    best_pos[k] = -1;
+    pos[k] = k;
+  }
+  int32_t i = 0;
+  for (; i + L <= count; i += L) {
+    Vec s;
+    std::memcpy(&s, score + i, sizeof(s));
+    const IVec take = (s >= min_score) & (s > best_score);
+    best_score = take ? s : best_score;
+    best_pos = take ? pos : best_pos;
+    dead -= ~(s >= dead_below);  // +1 where !(s >= dead_below), NaN included
+    pos += L;
+  }
+  ScanResult r{-1, 0};
+  scalar_t r_score = kNegInf<scalar_t>;
+  for (int k = 0; k < L; ++k) {
+    r.dead += static_cast<int32_t>(dead[k]);
+    if (best_pos[k] >= 0 && better(best_score[k], best_pos[k], r_score, r.best)) {
+      r_score = best_score[k];
+      r.best = static_cast<int32_t>(best_pos[k]);
+    }
+  }
+  // later positions than every lane's: strict > keeps ties on the lanes
+  return scan_scores_serial(score, i, count, min_score, r, r_score);
+}
+
+RCL_SIMD_CLONES
 ScanResult scan_scores(const float* score, int32_t count, float min_score) {
-  return scan_scores_serial(score, count, min_score);
+  return scan_lanes<float, float8, int8x32, 8>(score, count, min_score);
+}
+
+RCL_SIMD_CLONES
+ScanResult scan_scores(const double* score, int32_t count, double min_score) {
+  return scan_lanes<double, double4, int4x64, 4>(score, count, min_score);
+}
+#else
+template <typename scalar_t>
+ScanResult scan_scores(const scalar_t* score, int32_t count, scalar_t min_score) {
+  return scan_scores_serial(score, 0, count, min_score, ScanResult{-1, 0}, kNegInf<scalar_t>);
 }
 #endif
-ScanResult scan_scores(const double* score, int32_t count, double min_score) {
-  return scan_scores_serial(score, count, min_score);
-}
 
 // Finds group g's best selectable candidate; packs the group tighter when over a quarter of it
 // can no longer be selected (keeping input order, so ties still go to the lower index).
@@ -336,7 +369,7 @@ void soft_nms_video(const VideoIn<scalar_t>& in, const VideoOut<scalar_t>& out, 
     const scalar_t len_b = sub_rn(end_b, start_b);
     const int32_t b = w.group_begin[g_best];
     decay_range(w.score.data() + b, w.start.data() + b, w.end.data() + b, w.group_end[g_best] - b, start_b, end_b,
-                len_b, gate_threshold(p, len_b), p, w.iou.data());
+                len_b, gate_threshold(p, len_b), p, decay_scratch(w));
     refresh_group(g_best, p, w);
   }
   *out.count = t;
