@@ -59,7 +59,14 @@ def _mallopt(settings: dict[int, int]) -> bool:
 def serve_large_blocks_by_mmap(threshold: int = 128 * 1024) -> bool:
     """Undo keep_freed_memory() for blocks above threshold bytes: each is a fresh mmap again,
     faulted in on first touch and unmapped at free (for measuring peak memory or fresh-page
-    costs). Returns False where malloc cannot be told."""
+    costs). The free memory the heap kept is given back first (malloc_trim): malloc serves a
+    request from a free block of its heap before it considers the threshold, so without that a
+    large block would still land on resident pages. Returns False where malloc cannot be told."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return False
+    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    libc.malloc_trim(0)
     return _mallopt({M_MMAP_THRESHOLD: threshold})
 
 

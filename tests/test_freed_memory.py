@@ -49,6 +49,27 @@ def test_freed_memory_is_reused_without_page_faults():
     assert _loop_faults("keep") < round_pages // 4  # the freed blocks' pages, still resident
 
 
+FRESH_AFTER_KEEP = textwrap.dedent("""
+    import resource, torch
+    from rcl_kernels import _freed_memory
+    assert _freed_memory.keep_freed_memory()
+    x = torch.empty(32 << 20).fill_(1)
+    del x  # 128 MiB of free, resident heap: room for the 64 MiB below
+    assert _freed_memory.serve_large_blocks_by_mmap()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    y = torch.empty(16 << 20).fill_(2)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+""")
+
+
+@needs_glibc
+def test_fresh_pages_after_kept_memory_fault_in_again():
+    """serve_large_blocks_by_mmap() (the benchmarks' fresh_pages()) gives fresh pages even where
+    the heap holds a freed block large enough: its pages fault in on first touch."""
+    done = subprocess.run([sys.executable, "-c", FRESH_AFTER_KEEP], capture_output=True, text=True, check=True)
+    assert int(done.stdout.split()[-1]) > (64 << 20) // 4096 // 2
+
+
 @pytest.mark.parametrize("entry", [
     lambda: cli.main(["detect", "--help"]),
     lambda: cli.main(["train", "--help"]),
