@@ -62,7 +62,7 @@ def problems(quick: bool) -> dict:
     return {
         "model": dict(config=PUBLISHED, batches=(2, 8), tasks=("train_step", "inference"),
                       reps={"mmaction2": 1 if quick else 3, "rcl_kernels": 3}),
-        "pipeline": dict(config=PUBLISHED, videos=500, batch=8, postprocess_stock_videos=20 if quick else 500,
+        "pipeline": dict(config=PUBLISHED, videos=500, batch=8, postprocess_stock_videos=100 if quick else 500,
                          pipeline_stock_videos=4 if quick else 50, pipeline_ours_videos=16 if quick else 500),
     }
 

