@@ -7,8 +7,9 @@ serves every block above its mmap threshold (128 KiB at first, raised at most to
 dynamic rule) with a fresh mmap that it unmaps at free. Each first touch of a 4 KiB page of such
 a block is a page fault in which the OS zeroes the page; a loop that allocates tens of MB per
 step spends as much time in the kernel as in its own work (`rcl-kernels detect` on 10 THUMOS14
-test videos on a 2-core VM: 60 s wall, 44 s user, 58 s sys under glibc's defaults; 25 s wall,
-39 s user, 3.7 s sys with freed memory kept: benchmarks/bench_detect_command.py). With the settings
+test videos on a 2-core AMD EPYC VM, 2026-12-02: 60 s wall, 44 s user, 58 s sys under glibc's
+defaults; 25 s wall, 39 s user, 3.7 s sys with freed memory kept; benchmarks/bench_detect_command.py
+measures it). With the settings
 below, large blocks come from the heap, freed blocks stay there for the next allocation, and the
 heap is never trimmed: the process keeps about its peak footprint (the pages are reused; the
 heap grows by a few blocks more while aligned requests find no freed block of their size, until

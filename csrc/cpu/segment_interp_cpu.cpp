@@ -138,8 +138,8 @@ void backward_impl(const scalar_t* grad_out, const acc_t* ft, const acc_t* segme
 // Fresh output. The output (41 MB for the anet problem in float32) is far larger than the caches,
 // and a fresh allocation of that size is a new mmap under glibc's defaults: the first touch of
 // each 4 KiB page faults and the OS zeroes the page, which costs more than the kernel's own
-// writes (a 2-vCPU AMD EPYC VM: about 10,000 faults and 60-70 ms for 41 MB, against about 10 ms
-// once the pages are resident), and what it costs depends on the hypervisor and the other vCPU,
+// writes (measured on 2026-12-02 on a 2-vCPU AMD EPYC VM with AVX-512: about 10,000 faults and
+// 60-70 ms for 41 MB, against about 10 ms once the pages are resident), and what it costs depends on the hypervisor and the other vCPU,
 // so the forward's speed moved from process to process. Transparent huge pages, asked for here
 // (where THP is "madvise" they are granted only on request), make the aligned interior one fault
 // per 2 MiB. A hint only: nothing changes where it is refused. Both kernels ask. A caller that

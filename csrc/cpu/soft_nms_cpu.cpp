@@ -86,7 +86,7 @@ void decay_range(float* score, const float* start, const float* end, int64_t cou
   decay_methods(score, start, end, count, start_b, end_b, len_b, gate, p);
 }
 
-// float64 in passes: the float64 Gaussian weight (13 dependent divisions) costs about 20x a
+// float64 in passes: the float64 Gaussian weight (13 dependent divisions) costs many times a
 // tIoU, and only the few candidates that overlap the selection beyond the thresholds decay.
 // Pass 1 (branch-free, vectorised) writes each candidate's tIoU; pass 2 packs (branch-free) the
 // candidates that pass decays() (position, score, tIoU); pass 3 decays the packed ones, branch-free over
