@@ -28,6 +28,7 @@ from common import BenchConfig, row, standalone_main, try_measure  # noqa: E402
 
 from rcl_kernels.data.dataset import collate_videos  # noqa: E402
 from rcl_kernels.models import ModelConfig, build_model  # noqa: E402
+from rcl_kernels.models.profiles import PROFILES  # noqa: E402
 from rcl_kernels.models.rcl import Detector  # noqa: E402
 from rcl_kernels.models.postprocess import DetectionCollector  # noqa: E402
 
@@ -39,8 +40,22 @@ IMPLS = (("fast kernels", "fast", True), ("reference (pure PyTorch)", "reference
 MODEL_NAMES = {"bmn": "BMN"}  # variant -> the name in the rows (RCL otherwise)
 
 
+def profile_model(name: str, num_classes: int) -> dict:
+    """The ModelConfig values of a --profile (rcl_kernels/models/profiles.py)."""
+    keys = set(ModelConfig.__dataclass_fields__)
+    return dict({k: v for k, v in PROFILES[name].items() if k in keys}, num_classes=num_classes)
+
+
 def problems(quick: bool) -> dict:
     """Model sizes and data of each problem."""
+    # the paper-size profiles (anet-paper: T = 100, 400-dim input; thumos-paper: 256-step windows of
+    # 2048-dim features; both hidden 256, N = 32, M = 10), at batch 2 on the CPU and the paper's 16 on the GPU
+    paper = {"train_step_anet_paper": dict(model=profile_model("anet-paper", 200), temporal_scale=100),
+             "train_step_thumos_paper": dict(model=profile_model("thumos-paper", 20), window=256)}
+    for p in paper.values():
+        p["batch"] = 2 if quick else PROFILES["anet-paper"]["batch_size"]
+        if quick:  # the reference's step takes 1-3 minutes on 1 CPU thread: one warmup, one timed step
+            p["reps"] = 1
     # the small THUMOS14 config of docs/model_results.md
     small = dict(feature_dim=64, hidden=32, encoder_stride=2, max_duration=32, num_samples=16, samples_per_point=2,
                  scorer_hidden=64, num_classes=20)
@@ -58,6 +73,7 @@ def problems(quick: bool) -> dict:
             "inference_thumos_small": dict(model=small, videos=20, max_steps=512, window=128, batch=16),
             "train_step_bmn_anet_small": dict(model=bmn_small, batch=8, temporal_scale=50),
             "inference_bmn_anet_small": dict(model=bmn_small, videos=64, temporal_scale=50, batch=32),
+            **paper,
         }
     return {
         "train_step_thumos_small": dict(model=small, batch=8, window=128),
@@ -66,6 +82,7 @@ def problems(quick: bool) -> dict:
         "inference_anet_4728": dict(model=anet, videos=4728, temporal_scale=100, batch=128),
         "train_step_bmn_anet": dict(model=bmn_anet, batch=16, temporal_scale=100),
         "inference_bmn_anet_4728": dict(model=bmn_anet, videos=4728, temporal_scale=100, batch=32),
+        **paper,
     }
 
 
@@ -105,7 +122,7 @@ def _impl_name(p: dict, impl: str) -> str:
     return f"{MODEL_NAMES.get(p['model'].get('variant'), 'RCL')} {impl}"
 
 
-def _time_train_step(model: Detector, batch: list, cfg: BenchConfig):
+def _time_train_step(model: Detector, batch: list, cfg: BenchConfig, reps: int | None = None):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5)
     generator = torch.Generator(device=cfg.device)
 
@@ -117,14 +134,14 @@ def _time_train_step(model: Detector, batch: list, cfg: BenchConfig):
         loss.backward()
         optimizer.step()
 
-    return try_measure(step, cfg)
+    return try_measure(step, cfg, reps=reps, warmup=None if reps is None else 1)
 
 
 def _train_rows(name: str, p: dict, cfg: BenchConfig) -> list[dict]:
     rows = []
     batch = _train_batch(p, cfg.device)
     for impl, backend, ours in IMPLS:
-        timing, skipped = _time_train_step(_models(p["model"], cfg.device)[backend], batch, cfg)
+        timing, skipped = _time_train_step(_models(p["model"], cfg.device)[backend], batch, cfg, p.get("reps"))
         rows.append(row(OP, name, _impl_name(p, impl), "train step", timing, ours=ours, skipped=skipped,
                         dtype="bfloat16" if cfg.is_cuda else "float32", batch=p["batch"]))
     return rows

@@ -40,35 +40,12 @@ from rcl_kernels.models.inference import ground_truth  # noqa: E402
 from rcl_kernels.models.postprocess import DetectionCollector  # noqa: E402
 from rcl_kernels.models.length_bins import map_by_length  # noqa: E402
 from rcl_kernels.models.prior_baseline import fit_prior, prior_detections  # noqa: E402
+from rcl_kernels.models.profiles import PROFILES  # noqa: E402
 from rcl_kernels.models.rcl import build_model  # noqa: E402
 from rcl_kernels.models.training import prepare_model_config, train  # noqa: E402
 
 DETAD_EDGES_SECONDS = (0.0, 30.0, 60.0, 120.0, 180.0, np.inf)
 
-# CPU-sized configurations (reduced from the paper's: see docs/model_results.md), and the paper's
-# sizes (anet-paper, thumos-paper: one training step of each is checked in tests/test_model.py).
-_CPU = dict(feature_dim=32, hidden=32, num_samples=8, scorer_hidden=64, refine_state=32, refine_train_segments=64,
-            batch_size=8, max_steps=150, warmup_steps=15, lr=2e-3, class_agnostic=True, progress=False,
-            device="cpu", eval_batch_size=32)
-PROFILES = {
-    "anet-cpu": dict(_CPU, dataset="activitynet-synthetic", temporal_scale=50, max_duration=50, candidates=100),
-    # THUMOS14 windows of 128 steps, encoder stride 2 (64 encoder steps, cells up to 32 = 64 input
-    # steps, 8.5 s), videos cropped to their first 1024 steps (2.3 minutes)
-    "thumos-cpu": dict(_CPU, dataset="thumos14-synthetic", window=128, encoder_stride=2, max_duration=32,
-                       max_video_steps=1024, candidates=100),
-    # RCL's ActivityNet sizes: T = 100 (BMN's rescaling), TSN's 400-dim features, hidden 256,
-    # N = 32 samples, M = 10 refine steps; BMN's PEM 512 / 128 channels for the bmn arms
-    "anet-paper": dict(dataset="activitynet-synthetic", temporal_scale=100, max_duration=100, feature_dim=400,
-                       hidden=256, num_samples=32, scorer_hidden=256, refine_state=256, refine_steps=10,
-                       refine_train_segments=128, candidates=200, pem_channels=512, pem_hidden=128, batch_size=16,
-                       class_agnostic=True, progress=False),
-    # THUMOS14: windows of 256 steps with stride 128 and 2048-dim two-stream features (G-TAD's
-    # THUMOS14 input, which RCL's THUMOS14 experiments use), encoder stride 1, cells up to 64 steps
-    "thumos-paper": dict(dataset="thumos14-synthetic", window=256, window_stride=128, feature_dim=2048, hidden=256,
-                         num_samples=32, max_duration=64, scorer_hidden=256, refine_state=256, refine_steps=10,
-                         refine_train_segments=128, candidates=200, pem_channels=512, pem_hidden=128, batch_size=16,
-                         progress=False),
-}
 PROFILE_VIDEOS = {"anet-cpu": dict(train=600, heldout=100, test=300),
                   "thumos-cpu": dict(train=160, heldout=40, test=60)}
 PROFILE_SIGMAS = {"anet-cpu": "0.3,0.5,0.9", "thumos-cpu": "0.1,0.2,0.4"}

@@ -3,6 +3,7 @@ checkpoints, detection output and the command line. Tiny shapes throughout (CPU,
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -16,13 +17,16 @@ from rcl_kernels.models import RCL, ConfigError, ModelConfig, build_configs
 from rcl_kernels.models import rcl as rcl_module
 from rcl_kernels.models.boundary import boundary_targets
 from rcl_kernels.models.config import read_config_file
+from rcl_kernels.models.flags import add_config_arguments, configs_from_args
 from rcl_kernels.models.length_bins import map_by_length
 from rcl_kernels.models.losses import anchor_losses, balanced_bce, banded_mse
 from rcl_kernels.models.postprocess import DetectionCollector, write_results_json
+from rcl_kernels.models.profiles import PROFILES, profile_values
 from rcl_kernels.models.rcl import Candidates
 from rcl_kernels.models.sampling import (grid_segments, num_grid_segments, random_around_grid,
                                          scale_invariant_samples, training_samples)
 from rcl_kernels.models.targets import anchor_targets, apply_offsets, pairwise_tiou
+from rcl_kernels.models.training import train
 
 TINY_MODEL = dict(feature_dim=8, num_classes=3, hidden=16, max_duration=12, num_samples=6, samples_per_point=1,
                   scorer_hidden=24, sis_per_instance=4, refine_steps=2, refine_state=16, refine_train_segments=16,
@@ -739,3 +743,31 @@ def test_other_video_control_keeps_labels_and_swaps_features():
         a, b = control.items[i], plain.items[i]
         assert torch.equal(a["segments"], b["segments"]) and a["video_id"] == b["video_id"]
         assert torch.equal(a["features"], plain.items[(i + 3) % 6]["features"])
+
+
+# -- profiles ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["anet-paper", "thumos-paper"])
+def test_paper_profiles_train_one_step_at_the_papers_sizes(tmp_path, name):
+    """One training step of each paper-size profile at batch 2 (the sizes, not the batch, are the
+    paper's): the network is built at hidden 256, N = 32, M = 10 and its loss is finite."""
+    model_cfg, run_cfg = build_configs(profile_values(name), dict(
+        batch_size=2, max_steps=1, warmup_steps=0, max_train_videos=2, device="cpu",
+        output_dir=str(tmp_path / name), checkpoint_every=10))
+    expected = PROFILES[name]
+    assert (model_cfg.hidden, model_cfg.num_samples, model_cfg.refine_steps, model_cfg.feature_dim) == (
+        256, 32, 10, expected["feature_dim"])
+    result = train(model_cfg, run_cfg)
+    assert result.steps == 1 and math.isfinite(result.losses[0]) and result.losses[0] > 0
+    assert result.model.config.feature_dim == expected["feature_dim"]
+    assert sum(p.numel() for p in result.model.parameters()) > 1_000_000
+
+
+def test_profile_flag_sits_under_the_config_flags(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    model_cfg, run_cfg = configs_from_args(parser.parse_args(["--profile", "anet-paper", "--hidden", "64"]))
+    assert model_cfg.hidden == 64 and model_cfg.num_samples == 32 and run_cfg.dataset == "activitynet-synthetic"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--profile", "nope"])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err

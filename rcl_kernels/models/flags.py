@@ -12,6 +12,7 @@ import ast
 from dataclasses import fields
 
 from rcl_kernels.models.config import ModelConfig, RunConfig, build_configs, read_config_file
+from rcl_kernels.models.profiles import PROFILES, profile_values
 
 def _parse_value(text: str, default):
     lowered = text.strip().lower()
@@ -36,6 +37,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, model: bool = True,
     """--config FILE and one flag per config field (model fields only when `model`, else only
     `model_keys`), each with the help text declared with its field."""
     parser.add_argument("--config", metavar="FILE", help="a file of `key = value` lines (flags override it)")
+    if model:
+        parser.add_argument("--profile", choices=sorted(PROFILES), help="named config values (rcl_kernels/models/"
+                            "profiles.py) under --config and the flags")
     for title, cls in (("model", ModelConfig), ("run", RunConfig)):
         chosen = [f for f in fields(cls) if cls is RunConfig or model or f.name in model_keys]
         if not chosen:
@@ -49,7 +53,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, model: bool = True,
 
 
 def configs_from_args(args: argparse.Namespace, base: dict | None = None) -> tuple[ModelConfig, RunConfig]:
-    """Configs from `base` ({key: (value, where)}, e.g. a checkpoint's), then --config, then the flags."""
+    """Configs from --profile, then `base` ({key: (value, where)}, e.g. a checkpoint's), then --config,
+    then the flags."""
     defaults = {**{f.name: getattr(RunConfig(), f.name) for f in fields(RunConfig)},
                 **{f.name: getattr(ModelConfig(), f.name) for f in fields(ModelConfig)}}
     flag_values = {}
@@ -57,7 +62,8 @@ def configs_from_args(args: argparse.Namespace, base: dict | None = None) -> tup
         if key.startswith("cfg_") and value is not None:
             name = key[4:]
             flag_values[name] = _parse_value(value, defaults[name])
-    file_values = dict(base or {})
+    file_values = profile_values(args.profile) if getattr(args, "profile", None) else {}
+    file_values.update(base or {})
     if getattr(args, "config", None):
         file_values.update(read_config_file(args.config))
     return build_configs(file_values, flag_values)
