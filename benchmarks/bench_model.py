@@ -55,7 +55,9 @@ def problems(quick: bool) -> dict:
              "train_step_thumos_paper": dict(model=profile_model("thumos-paper", 20), window=256,
                                              batch=2 if quick else PROFILES["thumos-paper"]["batch_size"])}
     for p in paper.values():
-        if quick:  # the reference's step took 51 s (anet) and 148 s (thumos) on 1 CPU thread (2026-12-02): one warmup, one timed step
+        # the reference's step took 51 s (anet) and 148 s (thumos) on 1 CPU thread (2026-12-02):
+        # one warmup and one timed step in quick mode
+        if quick:
             p["reps"] = 1
     # the small THUMOS14 config of docs/model_results.md
     small = dict(feature_dim=64, hidden=32, encoder_stride=2, max_duration=32, num_samples=16, samples_per_point=2,
