@@ -34,6 +34,7 @@ from rcl_kernels.models.config import build_configs, replace  # noqa: E402
 from rcl_kernels.models.checkpoints import load_checkpoint  # noqa: E402
 from rcl_kernels.models.data_setup import load_videos, split_data  # noqa: E402
 from rcl_kernels.models.energy_baseline import EnergyContrast  # noqa: E402
+from rcl_kernels.models.matched_filter import MatchedFilter  # noqa: E402
 from rcl_kernels.models.candidates import OP_BACKEND  # noqa: E402
 from rcl_kernels.models.data_setup import batch_tensors  # noqa: E402
 from rcl_kernels.models.inference import ground_truth  # noqa: E402
@@ -87,8 +88,9 @@ ARMS = {
     "car_rrm_matched_m4": dict(_RRM_MATCHED, refine_steps=4),
     "car_control": dict(_CAR, feature_control="other-video"),
 }
-# Arms without training: feature-blind priors and the untrained energy-contrast detector.
-UNTRAINED = ("prior", "prior_nms", "energy")
+# Arms without training: feature-blind priors, the untrained energy-contrast detector and the
+# matched filter that knows the generator's class patterns (the upper reference).
+UNTRAINED = ("prior", "prior_nms", "energy", "matched")
 # Arms whose training is another arm's (they differ at inference only): its checkpoint is reused.
 TRAINED_AS = {"bmn_upsample3": "bmn_upsample2"}
 
@@ -178,10 +180,14 @@ def run_arm(profile: str, arm: str, seed: int, sigmas: list[float], out_dir: str
         return {"arm": arm, "seed": seed, "params": 0, "sigma": None, "train_seconds": 0.0,
                 "heldout": scores(prior_detections(prior, heldout.videos), heldout, protocol),
                 "test": scores(prior_detections(prior, test.videos), test, protocol)}
-    if arm == "energy":
+    if arm in ("energy", "matched"):
         # the cells of the input grid: max_duration in input steps
         model_cfg = replace(model_cfg, max_duration=model_cfg.max_duration * model_cfg.encoder_stride)
-        model, train_seconds, final_terms = EnergyContrast(model_cfg), 0.0, {}
+        generator = test.videos
+        model = EnergyContrast(model_cfg) if arm == "energy" else \
+            MatchedFilter(model_cfg, generator.onset, generator.offset,
+                          sharpness=generator.config.boundary_sharpness, noise=generator.config.noise)
+        train_seconds, final_terms = 0.0, {}
     else:
         model, train_seconds, final_terms = trained_model(arm, seed, model_cfg, run_cfg, train_data, out_dir)
     heldout_by_sigma = {sigma: scores(results, heldout, protocol)
