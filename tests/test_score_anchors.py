@@ -320,6 +320,22 @@ def test_non_finite_coordinates(backend):
     assert max_abs_err(grads[0], exact_grads[0]) < 1e-4
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("activation,padding", [("relu", "zeros"), ("gelu", "bmn"), ("relu", "border")])
+def test_cpu_backend_without_autograd_gives_the_same_bits(dtype, activation, padding):
+    """The cpu backend writes its temporaries in place when no gradient is recorded (inference);
+    that path must give exactly the values of the recorded one, NaN rows included."""
+    tensors, kw = make_problem(B=3, C=5, T=17, N=4, K=40, H=33, O=6, dtype=dtype, device=torch.device("cpu"))
+    tensors[1][1, 3, 0] = float("nan")
+    kw.update(samples_per_point=2, context=0.5, padding=padding, activation=activation)
+    recorded, _ = run(lambda *t: score_anchors(*t, backend="cpu", **kw), tensors)
+    assert recorded.requires_grad
+    with torch.no_grad():
+        inference = score_anchors(*tensors, backend="cpu", **kw)
+    torch.testing.assert_close(inference, recorded.detach(), rtol=0, atol=0, equal_nan=True)
+    assert torch.isnan(inference[1, 3]).all() and not torch.isnan(inference[1, 4]).any()
+
+
 # ---------------------------------------------------------------------------------------------
 # torch.library registration
 
