@@ -60,7 +60,6 @@ def score_anchors_cpu(
     # Row of `projected` that holds (video b, point n, step t) is (b N + n) T + t.
     point = torch.arange(M, device=features.device) // S
     base = (torch.arange(B, device=features.device) * (N * T)).view(B, 1, 1) + (point * T).view(1, 1, M)
-    nan_rows = is_nan.any(dim=-1, keepdim=True)
     phi = coordinate_features(segments.to(acc), coord_features, float(num_steps or T))
     coordinate_term = F.linear(phi, w1[:, C * N:].to(acc), None if b1 is None else b1.to(acc))
     grad_needed = torch.is_grad_enabled() and any(
@@ -71,7 +70,7 @@ def score_anchors_cpu(
         hidden = F.embedding_bag(rows.view(B * K, 2 * M), projected, per_sample_weights=weights.view(B * K, 2 * M),
                                  mode="sum").view(B, K, H)
         # A NaN position makes its SoI value NaN, and so the whole hidden row (as in the reference).
-        hidden = activation_function(activation)(hidden.masked_fill(nan_rows, float("nan")) + coordinate_term)
+        hidden = activation_function(activation)(hidden.masked_fill(is_nan.any(dim=-1, keepdim=True), float("nan")) + coordinate_term)
     else:
         # The same values, with every (B, K, .) tensor written in place: at the inference grid's
         # sizes (10^5 segments a call) each temporary is tens of MB that glibc maps fresh and the
@@ -82,9 +81,12 @@ def score_anchors_cpu(
         weights = torch.empty((B, K, 2 * M), dtype=w0.dtype, device=features.device)
         torch.div(w0, S, out=weights[..., :M])
         torch.div(w1_tap, S, out=weights[..., M:])
+        # A NaN weight makes the segment's whole bag sum NaN: the NaN rows without a pass over
+        # (B, K, H).
+        weights[..., :M].masked_fill_(is_nan, float("nan"))
         hidden = F.embedding_bag(rows.view(B * K, 2 * M), projected, per_sample_weights=weights.view(B * K, 2 * M),
                                  mode="sum").view(B, K, H)
-        hidden.masked_fill_(nan_rows, float("nan")).add_(coordinate_term)
+        hidden.add_(coordinate_term)
         hidden = hidden.relu_() if activation == "relu" else activation_function(activation)(hidden)
     out = F.linear(hidden, w2.to(acc), None if b2 is None else b2.to(acc))
     return out.to(features.dtype)
