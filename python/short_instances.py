@@ -42,40 +42,32 @@ DETAD_NAMES = ("XS", "S", "M", "L", "XL")
 
 def mean_envelope(length_steps: float, sharpness: float) -> float:
     """Mean over [s, s + L] of sigmoid(k (t - s)) sigmoid(k (s + L - t)) (fine sampling)."""
-    t = np.linspace(0.0, length_steps, 201)
-    sig = lambda x: 0.5 * (1.0 + np.tanh(0.5 * x))  # noqa: E731
-    return float(np.mean(sig(sharpness * t) * sig(sharpness * (length_steps - t))))
+    t = torch.linspace(0.0, length_steps, 201, dtype=torch.float64)
+    return float(torch.mean(torch.sigmoid(sharpness * t) * torch.sigmoid(sharpness * (length_steps - t))))
 
 
 def analyse(profile: str, seed: int = 0) -> dict:
     model_cfg, run_cfg = build_configs(flag_values=arm_flags(profile, "car", seed, "runs/short_instances"))
     videos = subset(load_videos(run_cfg, "train", model_cfg.feature_dim), 0, PROFILE_VIDEOS[profile]["train"])
     sharpness = videos.config.boundary_sharpness
-    steps, seconds, owner = [], [], []
-    for i in range(len(videos)):
-        segments, _ = videos.instances(i)
-        for s, e in np.asarray(segments, dtype=np.float64).reshape(-1, 2):
-            steps.append(e - s)
-            seconds.append((e - s) * videos.timelines[i].seconds_per_step)
-            owner.append(i)
-    steps, seconds = np.asarray(steps), np.asarray(seconds)
+    per_video = [np.asarray(videos.instances(i)[0], dtype=np.float64).reshape(-1, 2) for i in range(len(videos))]
+    steps = np.concatenate([g[:, 1] - g[:, 0] for g in per_video])
+    seconds = np.concatenate([(g[:, 1] - g[:, 0]) * t.seconds_per_step for g, t in zip(per_video, videos.timelines)])
     if run_cfg.effective_protocol == "activitynet":
         edges, values, names = np.asarray(DETAD_EDGES_SECONDS), seconds, DETAD_NAMES
     else:
         edges = quartile_edges(steps)
         values, names = steps, tuple(f"Q{i + 1}" for i in range(len(edges) - 1))
-    bin_of = np.clip(np.searchsorted(edges, values, side="left") - 1, 0, len(names) - 1)
-    bin_of[values <= edges[0]] = 0
+    bin_of = np.clip(np.searchsorted(edges, values, side="left") - 1, 0, len(names) - 1)  # (lo, hi] bins
 
     generator = torch.Generator().manual_seed(seed)
     positives = {source: np.zeros(len(names)) for source in model_cfg.sampling}
     best_cell = []
-    first = np.cumsum([0] + [len(np.asarray(videos.instances(i)[0]).reshape(-1, 2)) for i in range(len(videos))])
-    for i in range(len(videos)):
-        segments, labels = videos.instances(i)
+    first = np.cumsum([0] + [len(g) for g in per_video])
+    stride = model_cfg.encoder_stride
+    for i, segments in enumerate(per_video):
         # on the encoder's grid (encoder_stride input steps a step), over whole videos
-        stride = model_cfg.encoder_stride
-        instances = torch.as_tensor(np.asarray(segments, dtype=np.float32).reshape(1, -1, 2)) / stride
+        instances = torch.as_tensor(segments, dtype=torch.float32)[None] / stride
         if instances.shape[1] == 0:
             continue
         T = -(-min(videos.timelines[i].num_steps, run_cfg.max_video_steps or 2**62) // stride)

@@ -83,6 +83,8 @@ def test_matched_filter_rejects_bad_arguments_by_name():
         MatchedFilter(config, onset, offset, sharpness=0.0, noise=1.0)
     with pytest.raises(ValueError, match="noise"):
         MatchedFilter(config, onset, offset, sharpness=1.0, noise=0.0)
+    with pytest.raises(ValueError, match="mask"):
+        MatchedFilter(config, onset, offset, sharpness=1.0, noise=1.0).detect(torch.zeros(1, C, 10), torch.ones(1, 9))
     with pytest.raises(ValueError, match="channels"):
         MatchedFilter(config, onset, offset, sharpness=1.0, noise=1.0).detect(torch.zeros(1, C + 1, 10),
                                                                              torch.ones(1, 10))

@@ -70,6 +70,9 @@ class MatchedFilter(nn.Module):
 
     @torch.no_grad()
     def detect(self, features: torch.Tensor, mask: torch.Tensor, class_agnostic: bool = True) -> Candidates:
+        if features.dim() != 3 or mask.shape != (features.shape[0], features.shape[2]):
+            raise ValueError(f"MatchedFilter: features must be (B, C, T) and mask (B, T), got "
+                             f"{tuple(features.shape)} and {tuple(mask.shape)}")
         B, C, T = features.shape
         if C != self.onset.shape[1]:
             raise ValueError(f"MatchedFilter: the features have {C} channels, the patterns {self.onset.shape[1]}")
