@@ -167,8 +167,8 @@ ROOT = PACKAGE.parent
 OPS = {
     "segment_interp": ["csrc/segment_interp.cpp", "csrc/cpu/segment_interp_cpu.cpp", "csrc/cuda/segment_interp_cuda.cu",
                        "rcl_kernels/triton/segment_interp.py"],
-    "score_anchors": ["rcl_kernels/cpu/score_anchors.py", "rcl_kernels/triton/score_anchors.py",
-                      "rcl_kernels/nn/score_anchors.py"],
+    "score_anchors": ["csrc/score_anchors.cpp", "csrc/cpu/score_anchors_cpu.cpp", "rcl_kernels/cpu/score_anchors.py",
+                      "rcl_kernels/triton/score_anchors.py", "rcl_kernels/nn/score_anchors.py"],
     "soft_nms": ["csrc/soft_nms.cpp", "csrc/cpu/soft_nms_cpu.cpp", "csrc/cuda/soft_nms_cuda.cu"],
     "roi_align_1d": ["csrc/roi_align_1d.cpp", "csrc/cpu/roi_align_1d_cpu.cpp", "csrc/cuda/roi_align_1d_cuda.cu",
                      "rcl_kernels/triton/roi_align_1d.py"],

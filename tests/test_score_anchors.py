@@ -320,20 +320,63 @@ def test_non_finite_coordinates(backend):
     assert max_abs_err(grads[0], exact_grads[0]) < 1e-4
 
 
-@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
-@pytest.mark.parametrize("activation,padding", [("relu", "zeros"), ("gelu", "bmn"), ("relu", "border")])
-def test_cpu_backend_without_autograd_gives_the_same_bits(dtype, activation, padding):
-    """The cpu backend writes its temporaries in place when no gradient is recorded (inference);
-    that path must give exactly the values of the recorded one, NaN rows included."""
-    tensors, kw = make_problem(B=3, C=5, T=17, N=4, K=40, H=33, O=6, dtype=dtype, device=torch.device("cpu"))
-    tensors[1][1, 3, 0] = float("nan")
-    kw.update(samples_per_point=2, context=0.5, padding=padding, activation=activation)
-    recorded, _ = run(lambda *t: score_anchors(*t, backend="cpu", **kw), tensors)
-    assert recorded.requires_grad
+@pytest.mark.parametrize("capability", ["native", "default"])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("H,S,context,padding,activation", [
+    (33, 2, 0.5, "zeros", "relu"),    # one partial vector block and a scalar tail
+    (100, 1, 0.0, "bmn", "gelu"),     # a whole 8-vector block, a partial one, a tail
+    (128, 3, 0.25, "border", "relu"),  # whole blocks only
+    (5, 1, 0.0, "zeros", "gelu"),     # the scalar tail alone
+])
+def test_cpu_inference_kernel_matches_reference(monkeypatch, capability, dtype, H, S, context, padding,
+                                                activation):
+    """Without autograd the cpu backend runs the C++ gather kernel (AVX2 where the CPU has it,
+    the portable loops under RCL_CPU_CAPABILITY=default): it must agree with the float64
+    reference like the recorded path, with NaN rows where a coordinate is NaN, and on
+    non-contiguous inputs."""
+    if capability == "default":
+        monkeypatch.setenv("RCL_CPU_CAPABILITY", "default")
+    tensors, kw = make_problem(B=3, C=5, T=17, N=4, K=70, H=H, O=6, dtype=dtype, device=torch.device("cpu"))
+    segments = tensors[1].clone()
+    segments[1, 3, 0] = float("nan")
+    segments[2, 7, 1] = float("nan")
+    kw.update(samples_per_point=S, context=context, padding=padding, activation=activation)
+    strided = [tensors[0].transpose(1, 2).contiguous().transpose(1, 2), segments.transpose(0, 1).contiguous()
+               .transpose(0, 1), *tensors[2:]]
+    assert not strided[0].is_contiguous() and not strided[1].is_contiguous()
     with torch.no_grad():
-        inference = score_anchors(*tensors, backend="cpu", **kw)
-    torch.testing.assert_close(inference, recorded.detach(), rtol=0, atol=0, equal_nan=True)
-    assert torch.isnan(inference[1, 3]).all() and not torch.isnan(inference[1, 4]).any()
+        ours = score_anchors(*strided, backend="cpu", **kw)
+        exact = reference_fn(kw)(*[t.double() for t in [tensors[0], segments, *tensors[2:]]])
+        same = reference_fn(kw)(tensors[0], segments, *tensors[2:])
+    assert ours.dtype == dtype and ours.shape == exact.shape
+    nan_rows = segments.isnan().any(-1)
+    assert ours[nan_rows].isnan().all() and ours[~nan_rows].isfinite().all()
+    scale = max(1.0, exact[~nan_rows].abs().max().item())
+    assert_close_to_reference(ours[~nan_rows], exact[~nan_rows], same[~nan_rows], dtype, factor=2.0, scale=scale,
+                              what=f"cpu inference ({capability})")
+
+
+@pytest.mark.parametrize("case,message", [
+    (dict(projected=torch.zeros(2, 1, 4, 3)), "projected must have shape"),
+    (dict(projected=torch.zeros(2, 1, 4, 3, 65)), "1 to 64 hidden units"),
+    (dict(segments=torch.zeros(2, 5, 3)), "segments must have shape"),
+    (dict(hidden_units=9), "does not fit"),
+    (dict(coordinates=torch.zeros(2, 4, 3)), "coordinates must have shape"),
+    (dict(coord_weight=torch.zeros(3, 6)), "coord_weight must have shape"),
+    (dict(bias=torch.zeros(6)), "bias must have shape"),
+    (dict(num_samples=4), "num_samples"),
+    (dict(bias=torch.zeros(8, dtype=torch.float64)), "projected's dtype"),
+    (dict(padding="reflect"), "padding must be"),
+    (dict(context=float("nan")), "context must be finite"),
+    (dict(coordinates=torch.zeros(2, 3, 5).transpose(1, 2)), "contiguous"),
+])
+def test_cpu_inference_kernel_names_bad_arguments(case, message):
+    args = dict(projected=torch.zeros(2, 1, 4, 3, 8), segments=torch.zeros(2, 5, 2), coordinates=torch.zeros(2, 5, 3),
+                coord_weight=torch.zeros(3, 8), bias=torch.zeros(8), hidden_units=6, num_samples=3,
+                samples_per_point=1, context=0.0, padding="zeros", relu=True)
+    args.update(case)
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.rcl_kernels.score_anchors_hidden(*args.values())
 
 
 # ---------------------------------------------------------------------------------------------

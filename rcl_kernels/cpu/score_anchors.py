@@ -1,11 +1,5 @@
 """score_anchors by linearity, the "cpu" backend: interpolate projected features, not features.
 
-It is pure PyTorch rather than C++ because after the factorisation below all of its work is in
-two library calls that are already near the machine's limits on the CPU: one matmul per video
-(oneDNN / MKL) and one weighted gather-sum (F.embedding_bag), both with their own backward. A
-C++ kernel would have to re-implement a tuned GEMM to beat them, and would need a hand-written
-backward for every weight.
-
 SoI is linear in the features, so the SoI part of the first layer is
 
     h[k, j] = sum_{c, n} W1[j, c N + n] SoI(F; x_k)[c, n] = sum_n interp at x_kn of G[n, :, j],
@@ -14,11 +8,21 @@ SoI is linear in the features, so the SoI part of the first layer is
 Projecting the features once per video costs T instead of K segments' worth of matmul, and each
 segment then gathers 2 N S rows of G (length hidden) instead of doing C N hidden multiply-adds:
 about C / (2 S) times less arithmetic than the reference (128x on "anet"), and the (B, K, C, N)
-tensor never exists. F.embedding_bag with per-sample weights does the weighted gather-sum
-without materialising the gathered rows, forward and backward, so autograd gives every gradient.
+tensor never exists. The projection is one matmul (oneDNN / MKL); the gather-sum runs two ways:
 
-Same sampling rules as the SoI op (the reference's own helpers); the sums run in another order
-and in float32 (float64 for float64 inputs), so results match the reference to rounding.
+  with autograd    F.embedding_bag with per-sample weights (rows and weights from the reference's
+                   own sampling helpers), which has a backward for every input, so autograd gives
+                   every gradient;
+  without autograd the C++ kernel rcl_kernels::score_anchors_hidden (csrc/cpu/score_anchors_cpu.cpp),
+                   which computes the taps itself, sums each block of hidden units in registers
+                   and writes every hidden row once with the coordinate term and relu: on the
+                   "anet" benchmark problem the forward went from 5.1-6.2 ms to 3.1-3.6 ms, and
+                   `rcl-kernels detect` on 10 THUMOS14 test videos from 12.2-13.3 s to 6.1 s
+                   (2-core EPYC, 2026-12-03). Without the compiled extension the first way runs
+                   in both cases.
+
+Same sampling rules as the SoI op; the sums run in another order and in float32 (float64 for
+float64 inputs), so results match the reference to rounding.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from rcl_kernels._extension import has_kernel
 from rcl_kernels.reference.score_anchors import activation_function, coordinate_features
 from rcl_kernels.reference.segment_interp import accumulation_dtype, interpolation_taps, sample_positions
 
@@ -53,42 +58,79 @@ def score_anchors_cpu(
     M = N * S
     acc = accumulation_dtype(features)
     w_soi = w1[:, : C * N].to(acc).reshape(H, C, N)
-    projected = torch.einsum("hcn,bct->bnth", w_soi, features.to(acc)).reshape(B * N * T, H)
-
-    x = sample_positions(segments.to(acc), M, float(context))  # (B, K, M)
-    i0, i1, w0, w1_tap, is_nan = interpolation_taps(x, T, padding)
-    # Row of `projected` that holds (video b, point n, step t) is (b N + n) T + t.
-    point = torch.arange(M, device=features.device) // S
-    base = (torch.arange(B, device=features.device) * (N * T)).view(B, 1, 1) + (point * T).view(1, 1, M)
     phi = coordinate_features(segments.to(acc), coord_features, float(num_steps or T))
-    coordinate_term = F.linear(phi, w1[:, C * N:].to(acc), None if b1 is None else b1.to(acc))
+    w_phi = w1[:, C * N:].to(acc)
     grad_needed = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (features, segments, w1, b1))
-    if grad_needed:
-        rows = torch.cat([base + i0, base + i1], dim=-1)
-        weights = torch.cat([w0, w1_tap], dim=-1) / S
+    if grad_needed or not has_kernel("score_anchors_hidden", "CPU"):
+        # (B, T, N H) from one matmul: row (b T + t) N + n of its (B T N, H) view is
+        # (video b, step t, point n).
+        projected = torch.matmul(features.to(acc).transpose(1, 2), w_soi.permute(1, 2, 0).reshape(C, N * H))
+        coordinate_term = F.linear(phi, w_phi, None if b1 is None else b1.to(acc))
+        hidden = activation_function(activation)(
+            _interpolated_projection(projected, segments.to(acc), B, N, S, T, context, padding) + coordinate_term)
     else:
-        # The same values written in place: at the inference grid's sizes (10^5 segments a call)
-        # each (B, K, .) temporary is tens of MB that glibc, under its default settings, maps
-        # fresh and the kernel faults in page by page (a THUMOS14 grid call, 2026-12-03, 2-core
-        # EPYC: 0.55 -> 0.32 s; no change where rcl_kernels.keep_freed_memory() is in effect).
-        rows = torch.empty((B, K, 2 * M), dtype=torch.int64, device=features.device)
-        torch.add(base, i0, out=rows[..., :M])
-        torch.add(base, i1, out=rows[..., M:])
-        weights = torch.empty((B, K, 2 * M), dtype=w0.dtype, device=features.device)
-        torch.div(w0, S, out=weights[..., :M])
-        torch.div(w1_tap, S, out=weights[..., M:])
-        # A NaN weight makes the segment's whole bag sum NaN: its NaN row without a pass over
-        # (B, K, H) (with autograd, below, the row is filled instead, so the gradients stay finite).
-        weights[..., :M].masked_fill_(is_nan, float("nan"))
-    hidden = F.embedding_bag(rows.view(B * K, 2 * M), projected, per_sample_weights=weights.view(B * K, 2 * M),
-                             mode="sum").view(B, K, H)
-    if grad_needed:
-        # A NaN position makes its SoI value NaN, and so the whole hidden row (as in the reference).
-        hidden = hidden.masked_fill(is_nan.any(dim=-1, keepdim=True), float("nan")) + coordinate_term
-        hidden = activation_function(activation)(hidden)
-    else:
-        hidden.add_(coordinate_term)
-        hidden = hidden.relu_() if activation == "relu" else activation_function(activation)(hidden)
+        # The C++ kernel writes each hidden row once: coordinate term, interpolated rows and relu
+        # together, no (B, K, 2 M) index and weight tensors.
+        W = gather_block_width(T, N, acc)
+        padded = -(-H // W) * W
+        coord_weight = F.pad(w_phi.t(), (0, padded - H)).contiguous()
+        bias = F.pad(torch.zeros(H, dtype=acc) if b1 is None else b1.to(acc), (0, padded - H))
+        relu = activation == "relu"
+        hidden = torch.ops.rcl_kernels.score_anchors_hidden(
+            _blocked_projection(features.to(acc), w_soi, W), segments.to(acc).contiguous(), phi.contiguous(),
+            coord_weight, bias, H, N, S, float(context), padding, relu)
+        if not relu:
+            hidden = activation_function(activation)(hidden)
     out = F.linear(hidden, w2.to(acc), None if b2 is None else b2.to(acc))
     return out.to(features.dtype)
+
+
+# Hidden units per block of the C++ kernel's projected features: whole AVX2 registers (8 floats,
+# 4 doubles) up to 8 of them, as many as keep one block's (T, N, W) slice within 256 KB, so the
+# slice stays in a 512 KB L2 beside the taps while a run of segments reads it (THUMOS14 windows,
+# T = 128, N = 16, H = 128, 2-core EPYC, 2026-12-03: 64 units 68-85 ms a call, 32 units 61-63 ms,
+# 16 units 82 ms). Any width from 1 to 64 is valid (widths that are not whole AVX2 blocks run the
+# kernel's portable loops).
+_SLICE_BYTES = 256 << 10
+
+
+def gather_block_width(T: int, N: int, dtype: torch.dtype) -> int:
+    """Hidden units per block of the projected features for T steps, N points."""
+    lane = 8 if dtype == torch.float32 else 4
+    size = torch.empty((), dtype=dtype).element_size()
+    registers = 8
+    while registers > 1 and T * N * registers * lane * size > _SLICE_BYTES:
+        registers //= 2
+    return registers * lane
+
+
+def _blocked_projection(features: torch.Tensor, w_soi: torch.Tensor, W: int) -> torch.Tensor:
+    """(B, HB, T, N, W): projected[b, hb, t, n, j] = sum_c w_soi[hb W + j, c, n] features[b, c, t],
+    the hidden units padded with zero weights to HB W; one batched matmul, whose output is the
+    kernel's layout (each block a contiguous (T, N, W) slice)."""
+    B, C, T = features.shape
+    H, _, N = w_soi.shape
+    HB = -(-H // W)
+    if HB * W != H:
+        w_soi = F.pad(w_soi, (0, 0, 0, 0, 0, HB * W - H))
+    blocked = w_soi.view(HB, W, C, N).permute(0, 2, 3, 1).reshape(HB, C, N * W)
+    return torch.matmul(features.transpose(1, 2).unsqueeze(1), blocked).view(B, HB, T, N, W)
+
+
+def _interpolated_projection(projected, segments, B, N, S, T, context, padding):
+    """(B, K, H): sum over the M = N S sub-samples of each segment's two taps into `projected`
+    (B, T, N H), divided by S, by F.embedding_bag (which has a backward for the rows and the
+    weights)."""
+    K, H = segments.shape[1], projected.shape[-1] // N
+    x = sample_positions(segments, N * S, float(context))  # (B, K, M)
+    i0, i1, w0, w1_tap, is_nan = interpolation_taps(x, T, padding)
+    point = (torch.arange(N * S, device=segments.device) // S).view(1, 1, N * S)
+    video = (torch.arange(B, device=segments.device) * T).view(B, 1, 1)
+    rows = torch.cat([(video + i0) * N + point, (video + i1) * N + point], dim=-1)
+    weights = torch.cat([w0, w1_tap], dim=-1) / S
+    hidden = F.embedding_bag(rows.view(B * K, 2 * N * S), projected.reshape(B * T * N, H),
+                             per_sample_weights=weights.view(B * K, 2 * N * S), mode="sum").view(B, K, H)
+    # A NaN position makes its SoI value NaN, and so the whole hidden row (as in the reference);
+    # filled rather than propagated, so the gradients stay finite.
+    return hidden.masked_fill(is_nan.any(dim=-1, keepdim=True), float("nan"))

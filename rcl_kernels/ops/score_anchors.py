@@ -5,8 +5,10 @@ Backends:
              (rcl_kernels/reference/score_anchors.py): the baseline; writes the (B, K, C, N) tensor.
   cpu        the same function computed by linearity (rcl_kernels/cpu/score_anchors.py):
              project the features through W1 once per video, then interpolate the projections;
-             about C / (2 S) times less arithmetic, no (B, K, C, N) tensor. Pure PyTorch, so it is
-             available whenever the device is the CPU.
+             about C / (2 S) times less arithmetic, no (B, K, C, N) tensor. Inference runs the C++
+             kernel score_anchors_hidden, autograd goes through PyTorch (F.embedding_bag), and
+             without the compiled extension both go through PyTorch, so it is available whenever
+             the device is the CPU.
   triton     the fused kernels (rcl_kernels/triton/score_anchors.py), forward and backward: the same
              factorisation on the GPU, with the interpolation weights built in registers and fed
              to tl.dot against the projected features, visiting only the time steps each tile of
@@ -30,8 +32,8 @@ from rcl_kernels.triton import score_anchors as triton_score_anchors
 
 @dataclass(frozen=True)
 class _ScoringBackends(OpBackends):
-    """OpBackends whose "cpu" backend is pure PyTorch: there is no compiled kernel to ask the
-    dispatcher about, so it is available on every CPU."""
+    """OpBackends whose "cpu" backend runs on every CPU: its C++ kernel is used where the
+    extension provides it, PyTorch otherwise, so the dispatcher is not asked."""
 
     def available(self, device_type: str) -> list[str]:
         found = super().available(device_type)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import ctypes
+import os
 import pathlib
 import sys
 
@@ -137,6 +138,41 @@ def run_roi_align_1d() -> None:
         RUNS["roi_align_1d cpu forward + backward"] += 1
 
 
+def score_anchors_hidden_cases():
+    """(projected, segments, coordinates, coord_weight, bias, H, N, S, context, padding, relu): AVX2
+    block widths (8 and 64 floats, 32 doubles) and portable ones (5), H filling the last block or
+    not, every padding, and coordinates inside, beyond, reversed, NaN, infinite and huge."""
+    coords = [(0.5, 3.0), (-3.0, 2.0), (5.0, 1.0), (2.0, 2.0), (float("nan"), 1.0), (0.0, float("inf")),
+              (1e30, 2e30), (-1.5, 40.0)]
+    shapes = [(1, 1, 1, 8, 8, torch.float32), (2, 9, 3, 64, 100, torch.float32), (2, 7, 2, 5, 13, torch.float32),
+              (1, 4, 3, 32, 40, torch.float64)]
+    for B, T, N, W, H, dtype in shapes:
+        HB = -(-H // W)
+        for K, (padding, S, context, relu) in zip((0, 1, 13, 13), [("zeros", 1, 0.0, True), ("border", 2, 0.5, False),
+                                                                  ("bmn", 3, 0.25, True), ("zeros", 2, 1.0, False)]):
+            segments = torch.tensor([coords[(b + k) % len(coords)] for b in range(B) for k in range(K)],
+                                    dtype=dtype).reshape(B, K, 2)
+            yield (torch.randn(B, HB, T, N, W, dtype=dtype), segments, torch.randn(B, K, 3, dtype=dtype),
+                   torch.randn(3, HB * W, dtype=dtype), torch.randn(HB * W, dtype=dtype), H, N, S, context, padding,
+                   relu)
+
+
+def run_score_anchors_hidden() -> None:
+    """score_anchors' CPU inference kernel, AVX2 build (where the CPU has it) against its portable
+    loops (RCL_CPU_CAPABILITY=default, read on every call)."""
+    for case in score_anchors_hidden_cases():
+        native = torch.ops.rcl_kernels.score_anchors_hidden.default(*case)
+        os.environ["RCL_CPU_CAPABILITY"] = "default"
+        try:
+            portable = torch.ops.rcl_kernels.score_anchors_hidden.default(*case)
+        finally:
+            del os.environ["RCL_CPU_CAPABILITY"]
+        if native.shape != (case[1].shape[0], case[1].shape[1], case[5]):
+            raise AssertionError(f"score_anchors_hidden: output shape {tuple(native.shape)}")
+        close(native, portable, "score_anchors_hidden: AVX2 against portable")
+        RUNS["score_anchors_hidden cpu"] += 1
+
+
 def short_buffer(lib) -> None:
     """features has T - 1 values; the segment's window reaches index T - 1."""
     T = 16
@@ -160,6 +196,7 @@ def main() -> int:
     run_soft_nms(ctypes.CDLL(str(args.emulation_dir / "soft_nms_emulated.so")))
     run_segment_interp(soi)
     run_roi_align_1d()
+    run_score_anchors_hidden()
     for kernel, count in sorted(RUNS.items()):
         print(f"{kernel}: {count} cases")
     print(f"total: {sum(RUNS.values())} kernel runs")
