@@ -20,6 +20,7 @@ from rcl_kernels.reference.score_anchors import (
     coordinate_features,
     score_anchors_reference,
 )
+from rcl_kernels.reference.segment_interp import interpolation_taps, sample_positions
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 TRITON_OK = "triton" in SCORE_ANCHORS_BACKENDS.available(DEVICE.type)
@@ -354,6 +355,41 @@ def test_cpu_inference_kernel_matches_reference(monkeypatch, capability, dtype, 
     scale = max(1.0, exact[~nan_rows].abs().max().item())
     assert_close_to_reference(ours[~nan_rows], exact[~nan_rows], same[~nan_rows], dtype, factor=2.0, scale=scale,
                               what=f"cpu inference ({capability})")
+
+
+@pytest.mark.parametrize("capability", ["native", "default"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("padding", ["zeros", "border", "bmn"])
+def test_cpu_inference_kernel_taps_equal_the_references(monkeypatch, capability, dtype, padding):
+    """The kernel's taps, read exactly through one-hot projected features (one hidden unit per
+    (step, point), one sub-sample per point, so each unit sums at most two weights): equal to the
+    reference.s sample_positions / interpolation_taps, bit for bit, on the AVX2 build
+    and the portable one, at positions on and between integers, at the padding edges, beyond them,
+    huge, infinite and NaN."""
+    if capability == "default":
+        monkeypatch.setenv("RCL_CPU_CAPABILITY", "default")
+    T, N = 8, 4  # T N = 32 hidden units: one AVX2 block in either dtype
+    edges = [-3.0, -2.0, -1.5, -1.0, -0.5, -1e-7, 0.0, 1e-7, 0.5, 1.0, 2.25, T - 1.5, T - 1.0, T - 1 + 1e-6,
+             T - 0.5, T, T + 0.5, T + 1.0, T + 2.5, 1e30, -1e30, float("inf"), float("nan")]
+    gen = torch.Generator().manual_seed(3)
+    starts = torch.cat([torch.tensor(edges, dtype=dtype), torch.rand(40, generator=gen, dtype=dtype) * (T + 4) - 2])
+    lengths = torch.cat([torch.zeros(len(edges), dtype=dtype), torch.rand(40, generator=gen, dtype=dtype) * T - 1])
+    segments = torch.stack([starts, starts + lengths], -1)[None].contiguous()
+    K = segments.shape[1]
+    projected = torch.eye(T * N, dtype=dtype).view(1, 1, T, N, T * N)  # unit t N + n at (step t, point n)
+    hidden = torch.ops.rcl_kernels.score_anchors_hidden(
+        projected, segments, torch.zeros(1, K, 0, dtype=dtype), torch.zeros(0, T * N, dtype=dtype),
+        torch.zeros(T * N, dtype=dtype), T * N, N, 1, 0.25, padding, False)
+    x = sample_positions(segments, N, 0.25)
+    i0, i1, w0, w1, is_nan = interpolation_taps(x, T, padding)
+    point = torch.arange(N)
+    expected = torch.zeros(1, K, T * N, dtype=dtype)
+    expected.scatter_add_(2, i0 * N + point, w0)
+    expected.scatter_add_(2, i1 * N + point, w1)
+    nan_rows = is_nan.any(-1)
+    expected[nan_rows] = float("nan")
+    assert nan_rows.any() and (~nan_rows).any()
+    torch.testing.assert_close(hidden, expected, rtol=0, atol=0, equal_nan=True)
 
 
 @pytest.mark.parametrize("case,message", [

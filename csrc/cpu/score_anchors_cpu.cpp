@@ -17,9 +17,11 @@
 //   - the taps compiled for AVX2 (floor is one instruction there), through the SoI kernels' own
 //     rules (segment_interp_common.h); setup.py's -ffp-contract=off keeps the positions rounded
 //     like the reference's in either build.
-// After that the anet forward's kernel part takes 2.1 ms on one core. What is left is the taps:
-// scalar, about 7 ns each, 40 % of a THUMOS14 window call (T = 128, N = 16, S = 2, H = 128:
-// 25 of 62 ms for 131,072 segments on 2 threads); computing 8 at a time in vectors is the next step.
+// After that the anet forward's kernel part takes 2.1 ms on one core. What is left is a cost per
+// segment that does not depend on H: 25 of 62 ms of a THUMOS14 window call (T = 128, N = 16,
+// S = 2, H = 128, 131,072 segments, 2 threads) at H = 8. The taps' scalar code takes most of it in
+// a profile, but computing them 8 at a time in AVX2 vectors (tried 2026-12-03, bit-identical)
+// left the time unchanged, so the bound is elsewhere (not found yet).
 // AVX2 + FMA intrinsics where the CPU has them (every x86-64 CPU with AVX-512 has them too);
 // plain loops, vectorised by the compiler for the default target, otherwise.
 #include <ATen/Dispatch.h>
