@@ -39,7 +39,7 @@ from rcl_kernels.models.candidates import OP_BACKEND  # noqa: E402
 from rcl_kernels.models.data_setup import batch_tensors  # noqa: E402
 from rcl_kernels.models.inference import ground_truth  # noqa: E402
 from rcl_kernels.models.postprocess import DetectionCollector  # noqa: E402
-from rcl_kernels.models.length_bins import map_by_length  # noqa: E402
+from rcl_kernels.models.length_bins import map_by_length, recall_by_length  # noqa: E402
 from rcl_kernels.models.prior_baseline import fit_prior, prior_detections  # noqa: E402
 from rcl_kernels.models.profiles import PROFILES  # noqa: E402
 from rcl_kernels.models.rcl import build_model  # noqa: E402
@@ -49,6 +49,9 @@ DETAD_EDGES_SECONDS = (0.0, 30.0, 60.0, 120.0, 180.0, np.inf)
 
 PROFILE_VIDEOS = {"anet-cpu": dict(train=600, heldout=100, test=300),
                   "thumos-cpu": dict(train=160, heldout=40, test=60)}
+# Per length bin beside its mAP: recall at tIoU 0.5 of each video's top RECALL_AT detections
+# (whether the bin's instances are found at all, whatever the false positives ranked above them).
+RECALL_AT = 100
 PROFILE_SIGMAS = {"anet-cpu": "0.3,0.5,0.9", "thumos-cpu": "0.1,0.2,0.4"}
 
 _BMN = dict(variant="bmn", pem_channels=48, pem_hidden=32)
@@ -83,6 +86,8 @@ ARMS = {
     # Table 4's last naive row: CAR without the offset branch (the grid arms' capacity, car_shared's neighbour)
     "car_no_offset": dict(_CAR, use_offsets=False),
     "car_rrm": dict(variant="rcl", refine_steps=2),
+    # the paper's M = 10 refine steps (loss weights alpha^m), otherwise car_rrm
+    "car_rrm_m10": dict(variant="rcl", refine_steps=10),
     "car_rrm_matched": dict(_RRM_MATCHED, refine_steps=2),
     "car_rrm_matched_m1": dict(_RRM_MATCHED, refine_steps=1),
     "car_rrm_matched_m4": dict(_RRM_MATCHED, refine_steps=4),
@@ -103,13 +108,15 @@ def scores(results: dict, data, protocol: str) -> dict:
     gt = ground_truth(data, True)
     overall = detection_map(results, gt, protocol=protocol)
     if protocol == "activitynet":
-        by_length = map_by_length(results, gt, {v.video_id: 1.0 for v in data.videos.videos},
-                                  edges=DETAD_EDGES_SECONDS, protocol=protocol)
+        steps, edges = {v.video_id: 1.0 for v in data.videos.videos}, DETAD_EDGES_SECONDS
     else:
-        by_length = map_by_length(results, gt, data.seconds_per_step(), protocol=protocol)
+        steps, edges = data.seconds_per_step(), None
+    by_length = map_by_length(results, gt, steps, edges=edges, protocol=protocol)
+    recall = recall_by_length(results, gt, steps, edges=edges, max_proposals=RECALL_AT, tiou_thresholds=(0.5,))
     return {"map": overall.map.tolist(), "average_map": overall.average_map,
             "tiou_thresholds": overall.tiou_thresholds.tolist(),
-            "by_length": [{k: r[k] for k in ("bin", "instances", "average_map")} for r in by_length]}
+            "by_length": [{k: r[k] for k in ("bin", "instances", "average_map")} | {"recall": q["average_recall"]}
+                          for r, q in zip(by_length, recall)]}
 
 
 def detect_with_sigmas(model, run_cfg, data, sigmas: list[float]) -> dict[float, dict]:
@@ -226,6 +233,21 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def recall_table(runs: list[dict]) -> str:
+    """Recall@RECALL_AT (tIoU 0.5) per length bin, mean +- std over seeds, for the runs that have it."""
+    runs = [r for r in runs if all("recall" in b for b in r["test"]["by_length"])]
+    if not runs:
+        return ""
+    bins = runs[0]["test"]["by_length"]
+    head = ["arm", "seeds"] + [f"R@{RECALL_AT}, len {b['bin']} ({b['instances']})" for b in bins]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for arm in dict.fromkeys(r["arm"] for r in runs):
+        rs = [r for r in runs if r["arm"] == arm]
+        lines.append("| " + " | ".join([arm, str(len(rs))] + [
+            mean_std([r["test"]["by_length"][i]["recall"] for r in rs]) for i in range(len(bins))]) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=sorted(PROFILE_VIDEOS), default="anet-cpu")
@@ -260,6 +282,7 @@ def main(argv=None) -> int:
                 with open(args.output, "w") as fh:
                     json.dump(runs, fh, indent=1)
     print(table(runs))
+    print(recall_table(runs))
     return 0
 
 

@@ -18,7 +18,7 @@ from rcl_kernels.models import rcl as rcl_module
 from rcl_kernels.models.boundary import boundary_targets
 from rcl_kernels.models.config import read_config_file
 from rcl_kernels.models.flags import add_config_arguments, configs_from_args
-from rcl_kernels.models.length_bins import map_by_length
+from rcl_kernels.models.length_bins import map_by_length, recall_by_length
 from rcl_kernels.models.losses import anchor_losses, balanced_bce, banded_mse
 from rcl_kernels.models.postprocess import DetectionCollector, write_results_json
 from rcl_kernels.models.profiles import PROFILES, profile_values
@@ -50,25 +50,6 @@ def tiny_batch(B=2, C=8, T=24, seed=0):
             if c >= 0:
                 features[b, c, int(s):int(math.ceil(e)) + 1] += 3.0
     return features, mask, instances, labels
-
-
-def test_detect_scores_the_grid_in_chunks_with_the_same_candidates(monkeypatch):
-    """The inference grid is scored in calls of at most _SEGMENTS_PER_CALL segments of the batch
-    (bounded scratch memory): the candidates are those of one call over the whole grid."""
-    model = tiny_model().eval()
-    features, mask, _, _ = tiny_batch()
-    calls = []
-    score = model.score
-    monkeypatch.setattr(model, "score", lambda enc, seg: calls.append(seg.shape[1]) or score(enc, seg))
-    with torch.no_grad():
-        whole = model.detect(features, mask)
-        grid = calls[0]
-        calls.clear()
-        monkeypatch.setattr(rcl_module, "_SEGMENTS_PER_CALL", 2 * 37)  # 37 segments per item and call
-        chunked = model.detect(features, mask)
-    assert calls[:-model.config.refine_steps] == [37] * (grid // 37) + ([grid % 37] if grid % 37 else [])
-    for a, b in zip(whole, chunked):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 # -- configuration -------------------------------------------------------------------------------
@@ -436,6 +417,27 @@ def test_map_by_length_perfect_and_missing_bins():
     rows = map_by_length(preds, gt, {"v": 0.5}, edges=[0, 5, np.inf], protocol="activitynet")
     assert [r["instances"] for r in rows] == [2, 2] and [r["detections"] for r in rows] == [2, 0]
     assert rows[0]["average_map"] == pytest.approx(1.0) and rows[1]["average_map"] == pytest.approx(0.0)
+
+
+def test_recall_by_length_counts_each_bins_instances_among_the_top_detections():
+    from rcl_kernels.evaluation.io import GroundTruth
+
+    # instances of lengths (steps of 0.5 s) 2, 4 | 8, 16 in two bins split at 5 steps
+    gt = GroundTruth(video_ids=("v", "w"), classes=("a", "b"), video=np.array([0, 0, 0, 1]),
+                     label=np.array([0, 1, 0, 1]), segments=np.array([[0, 1], [5, 7], [10, 14], [20, 28]], np.float64),
+                     ambiguous_video=np.zeros(0, np.int64), ambiguous_segments=np.zeros((0, 2)))
+    preds = {"v": [{"label": "b", "score": 0.9, "segment": [0, 1]},      # hits [0, 1] whatever its label
+                   {"label": "a", "score": 0.8, "segment": [10, 12.5]},  # tIoU 0.625 with [10, 14]
+                   {"label": "a", "score": 0.1, "segment": [5.2, 7]}],   # tIoU 0.9, but third in v
+             "w": [{"label": "b", "score": 0.5, "segment": [21, 23]}]}   # tIoU 0.25
+    rows = recall_by_length(preds, gt, {"v": 0.5, "w": 0.5}, edges=[0, 5, np.inf], max_proposals=2,
+                            tiou_thresholds=(0.5, 0.7))
+    assert [r["instances"] for r in rows] == [2, 2]
+    assert rows[0]["recall"] == [0.5, 0.5] and rows[1]["recall"] == [0.5, 0.0]
+    assert rows[1]["average_recall"] == pytest.approx(0.25)
+    # with three detections per video the second short instance is found too
+    rows = recall_by_length(preds, gt, {"v": 0.5, "w": 0.5}, edges=[0, 5, np.inf], max_proposals=3)
+    assert rows[0]["recall"] == [1.0] and rows[1]["recall"] == [0.5]
 
 
 # -- training, checkpoints, command line -----------------------------------------------------------

@@ -12,8 +12,11 @@ from tolerances import assert_close_to_reference, max_abs_err
 
 import rcl_kernels
 from rcl_kernels import AnchorScorer, score_anchors
+from rcl_kernels.nn import score_with_scorers
+from rcl_kernels.ops.score_anchors import score_anchors_heads
 from rcl_kernels._vocabulary import COORD_FEATURES
 from rcl_kernels._backends import FLOAT_DTYPES, registered_backends
+from rcl_kernels.cpu import score_anchors as cpu_score_anchors
 from rcl_kernels.ops.score_anchors import SCORE_ANCHORS_BACKENDS
 from rcl_kernels.triton import score_anchors as triton_score_anchors
 from rcl_kernels.reference.score_anchors import (
@@ -390,6 +393,99 @@ def test_cpu_inference_kernel_taps_equal_the_references(monkeypatch, capability,
     expected[nan_rows] = float("nan")
     assert nan_rows.any() and (~nan_rows).any()
     torch.testing.assert_close(hidden, expected, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_cpu_inference_in_chunks_equals_one_call(monkeypatch, activation):
+    """Without autograd the cpu backend scores the segments in chunks of about
+    _HIDDEN_BYTES_PER_CALL bytes of hidden rows (runs of one video's segments, or whole videos
+    where several fit), all against one projection: the kernel runs once per chunk and the
+    output is that of a single call."""
+    tensors, kw = make_problem(B=3, C=5, T=17, N=4, K=70, H=24, O=6, device=torch.device("cpu"))
+    kw.update(samples_per_point=2, context=0.5, activation=activation)
+    kernel = torch.ops.rcl_kernels.score_anchors_hidden
+    calls = []
+    monkeypatch.setattr(torch.ops.rcl_kernels, "score_anchors_hidden",
+                        lambda *args: calls.append(tuple(args[1].shape[:2])) or kernel(*args))
+    row = 24 * 4  # bytes of a hidden row
+    with torch.no_grad():
+        whole = score_anchors(*tensors, backend="cpu", **kw)
+        assert calls == [(3, 70)]
+        for budget, expected in ((27 * row, [(1, 27), (1, 27), (1, 16)] * 3), (150 * row, [(2, 70), (1, 70)])):
+            calls.clear()
+            monkeypatch.setattr(cpu_score_anchors, "_HIDDEN_BYTES_PER_CALL", budget)
+            chunked = score_anchors(*tensors, backend="cpu", **kw)
+            assert calls == expected
+            torch.testing.assert_close(chunked, whole, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("grad", [False, True])
+def test_heads_equal_one_call_per_head(monkeypatch, backend, dtype, activation, grad):
+    """score_anchors_heads gives each head's score_anchors output; on the cpu backend at
+    inference all heads go through one kernel call per chunk (hidden sizes 24 and 41: the second
+    head starts inside a block and ends in a partial one), and odd sizes, non-contiguous features
+    and gradients come out as head-by-head calls give them."""
+    gen = torch.Generator().manual_seed(11)
+    B, C, T, N, K = 3, 5, 17, 4, 70
+    features = torch.randn(B, T, C, generator=gen, dtype=dtype).transpose(1, 2)
+    segments = random_segments(B, K, T, torch.device("cpu")).to(dtype)
+    heads = [tuple(torch.randn(*shape, generator=gen, dtype=dtype) * 0.3 for shape in
+                   ((h, C * N + 3), (h,), (o, h), (o,))) for h, o in ((24, 6), (41, 2))]
+    kw = dict(num_samples=N, samples_per_point=2, context=0.5, padding="bmn", activation=activation, backend=backend)
+    kernel = torch.ops.rcl_kernels.score_anchors_hidden
+    calls = []
+    monkeypatch.setattr(torch.ops.rcl_kernels, "score_anchors_hidden",
+                        lambda *args: calls.append(args[5]) or kernel(*args))
+    leaves = [[t.clone().requires_grad_(grad) for t in head] for head in heads]
+    with torch.set_grad_enabled(grad):
+        together = score_anchors_heads(features, segments, leaves, **kw)
+    assert calls == ([] if grad or backend == "reference" else [24 + 41])
+    for out, head in zip(together, heads):
+        alone = score_anchors(features, segments, *head, **kw)
+        exact = score_anchors(features.double(), segments.double(), *[t.double() for t in head],
+                              **dict(kw, backend="reference"))
+        assert out.dtype == dtype and out.shape == alone.shape
+        assert_close_to_reference(out, exact, alone, dtype, factor=2.0, scale=max(1.0, exact.abs().max().item()),
+                                  what=f"head of {head[0].shape[0]} units")
+    if grad:
+        sum(out.sum() for out in together).backward()
+        assert all(t.grad is not None and t.grad.isfinite().all() for head in leaves for t in head)
+
+
+def test_heads_name_bad_arguments():
+    tensors, kw = make_problem(device=torch.device("cpu"))
+    features, segments, *head = tensors
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="non-empty sequence"):
+            score_anchors_heads(features, segments, [])
+        with pytest.raises(ValueError, match="non-empty sequence"):
+            score_anchors_heads(features, segments, [head[:3]])
+        with pytest.raises(ValueError, match="w2 must be"):
+            score_anchors_heads(features, segments, [head, (head[0], head[1], head[2].t(), head[3])], **kw)
+        other = (torch.randn(head[0].shape[0], head[0].shape[1] + features.shape[1]), head[1], head[2], head[3])
+        with pytest.raises(ValueError, match="same num_samples"):
+            score_anchors_heads(features, segments, [head, other])
+
+
+def test_score_with_scorers_equals_each_scorer_and_names_a_difference():
+    torch.manual_seed(5)
+    features = torch.randn(2, 6, 19)
+    segments = random_segments(2, 33, 19, torch.device("cpu"))
+    scorers = [AnchorScorer(6, 4, 16, 5, samples_per_point=2, context=0.25), AnchorScorer(6, 4, 40, 2,
+                                                                                         samples_per_point=2,
+                                                                                         context=0.25)]
+    with torch.no_grad():
+        together = score_with_scorers(scorers, features, segments, num_steps=23.0)
+        for out, scorer in zip(together, scorers):
+            torch.testing.assert_close(out, scorer(features, segments, num_steps=23.0), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="differ in context"):
+        score_with_scorers([scorers[0], AnchorScorer(6, 4, 16, 2, samples_per_point=2, context=0.5)],
+                           features, segments)
+    with pytest.raises(ValueError, match="non-empty sequence of AnchorScorer"):
+        score_with_scorers([], features, segments)
 
 
 @pytest.mark.parametrize("case,message", [

@@ -15,11 +15,12 @@ tensor never exists. The projection is one matmul (oneDNN / MKL); the gather-sum
                    every gradient;
   without autograd the C++ kernel rcl_kernels::score_anchors_hidden (csrc/cpu/score_anchors_cpu.cpp),
                    which computes the taps itself, sums each block of hidden units in registers
-                   and writes every hidden row once with the coordinate term and relu: on the
-                   "anet" benchmark problem the forward went from 5.1-6.2 ms to 3.1-3.6 ms, and
-                   `rcl-kernels detect` on 10 THUMOS14 test videos from 12.2-13.3 s to 6.1 s
-                   (2-core EPYC, 2026-12-03). Without the compiled extension the first way runs
-                   in both cases.
+                   and writes every hidden row once with the coordinate term and relu, chunk by
+                   chunk of segments against one projection (score_heads_cpu, which also serves
+                   several heads over the same segments in one pass); on the "anet" benchmark
+                   problem the forward went from 5.1-6.2 ms to 3.1-3.6 ms, and `rcl-kernels
+                   detect` on 10 THUMOS14 test videos from 12.2-13.3 s to 6.1 s (2-core EPYC,
+                   2026-12-03). Without the compiled extension the first way runs in both cases.
 
 Same sampling rules as the SoI op; the sums run in another order and in float32 (float64 for
 float64 inputs), so results match the reference to rounding.
@@ -52,38 +53,95 @@ def score_anchors_cpu(
 ) -> torch.Tensor:
     """Same contract as score_anchors_reference (inputs already validated)."""
     B, C, T = features.shape
-    K = segments.shape[1]
     H = w1.shape[0]
     N, S = num_samples, samples_per_point
-    M = N * S
+    grad_needed = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (features, segments, w1, b1))
+    if not grad_needed and kernel_available():
+        return score_heads_cpu(features, segments, [(w1, b1, w2, b2)], num_samples, samples_per_point, context,
+                               padding, coord_features, activation, num_steps)[0]
     acc = accumulation_dtype(features)
     w_soi = w1[:, : C * N].to(acc).reshape(H, C, N)
     phi = coordinate_features(segments.to(acc), coord_features, float(num_steps or T))
-    w_phi = w1[:, C * N:].to(acc)
-    grad_needed = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (features, segments, w1, b1))
-    if grad_needed or not has_kernel("score_anchors_hidden", "CPU"):
-        # (B, T, N H) from one matmul: row (b T + t) N + n of its (B T N, H) view is
-        # (video b, step t, point n).
-        projected = torch.matmul(features.to(acc).transpose(1, 2), w_soi.permute(1, 2, 0).reshape(C, N * H))
-        coordinate_term = F.linear(phi, w_phi, None if b1 is None else b1.to(acc))
-        hidden = activation_function(activation)(
-            _interpolated_projection(projected, segments.to(acc), B, N, S, T, context, padding) + coordinate_term)
-    else:
-        # The C++ kernel writes each hidden row once: coordinate term, interpolated rows and relu
-        # together, no (B, K, 2 M) index and weight tensors.
-        W = gather_block_width(T, N, acc)
-        padded = -(-H // W) * W
-        coord_weight = F.pad(w_phi.t(), (0, padded - H)).contiguous()
-        bias = F.pad(torch.zeros(H, dtype=acc) if b1 is None else b1.to(acc), (0, padded - H))
-        relu = activation == "relu"
+    # (B, T, N H) from one matmul: row (b T + t) N + n of its (B T N, H) view is (video b, step t, point n).
+    projected = torch.matmul(features.to(acc).transpose(1, 2), w_soi.permute(1, 2, 0).reshape(C, N * H))
+    coordinate_term = F.linear(phi, w1[:, C * N:].to(acc), None if b1 is None else b1.to(acc))
+    hidden = activation_function(activation)(
+        _interpolated_projection(projected, segments.to(acc), B, N, S, T, context, padding) + coordinate_term)
+    return F.linear(hidden, w2.to(acc), None if b2 is None else b2.to(acc)).to(features.dtype)
+
+
+def kernel_available() -> bool:
+    """Whether the C++ inference kernel (score_anchors_hidden) is built."""
+    return has_kernel("score_anchors_hidden", "CPU")
+
+
+# Hidden activations per kernel call: the segments go through score_anchors_hidden and the
+# second layers in chunks of about this many bytes of hidden rows, against one projection of the
+# features. The scratch then stays the same whatever K is (B = 16, K = 100,000, H = 512 held
+# 3.3 GB of hidden rows at once; peak resident memory of that call 4.07 -> 1.16 GB), it is read
+# by the second layers while still in the last-level cache, and, below glibc's largest mmap
+# threshold (32 MB), its buffer comes back from the heap instead of being mapped and faulted in
+# at every call. Not much smaller: each call is a few parallel regions, and on a machine whose
+# cores are shared with other processes every region waits for a descheduled thread (16 MB:
+# 23 s for that problem with one core busy elsewhere, 4 MB: 28-30 s).
+_HIDDEN_BYTES_PER_CALL = 16 << 20
+
+
+def score_heads_cpu(features, segments, heads, num_samples, samples_per_point=1, context=0.0, padding="zeros",
+                    coord_features="ses", activation="relu", num_steps=None) -> list[torch.Tensor]:
+    """score_anchors_cpu of each head (w1, b1, w2, b2) over the same segments, without autograd,
+    by the C++ kernel: the heads' first layers are stacked, so the features are projected once
+    and each segment's taps are computed once for all heads; each hidden row is written once
+    (coordinate term, interpolated rows and relu together), then each head's second layer reads
+    its part of the row, chunk by chunk of segments."""
+    B, C, T = features.shape
+    K, N = segments.shape[1], num_samples
+    acc = accumulation_dtype(features)
+    sizes = [w1.shape[0] for w1, _, _, _ in heads]
+    H = sum(sizes)
+    w1 = torch.cat([w1 for w1, _, _, _ in heads]).to(acc)
+    b1 = torch.cat([torch.zeros(h, dtype=acc) if b is None else b.to(acc) for h, (_, b, _, _) in zip(sizes, heads)])
+    W = gather_block_width(T, N, acc)
+    padded = -(-H // W) * W
+    projected = _blocked_projection(features.to(acc), w1[:, : C * N].reshape(H, C, N), W)
+    coord_weight = F.pad(w1[:, C * N:].t(), (0, padded - H)).contiguous()
+    bias = F.pad(b1, (0, padded - H))
+    segments = segments.to(acc)
+    phi = coordinate_features(segments, coord_features, float(num_steps or T))
+    relu = activation == "relu"
+    second = [(w2.to(acc), None if b2 is None else b2.to(acc)) for _, _, w2, b2 in heads]
+    outputs = [torch.empty(B, K, w2.shape[0], dtype=acc) for w2, _ in second]
+    for videos, steps in _chunks(B, K, H * torch.empty((), dtype=acc).element_size()):
         hidden = torch.ops.rcl_kernels.score_anchors_hidden(
-            _blocked_projection(features.to(acc), w_soi, W), segments.to(acc).contiguous(), phi.contiguous(),
-            coord_weight, bias, H, N, S, float(context), padding, relu)
+            projected[videos], segments[videos, steps].contiguous(), phi[videos, steps].contiguous(), coord_weight,
+            bias, H, N, samples_per_point, float(context), padding, relu)
         if not relu:
             hidden = activation_function(activation)(hidden)
-    out = F.linear(hidden, w2.to(acc), None if b2 is None else b2.to(acc))
-    return out.to(features.dtype)
+        first = 0
+        for out, (w2, b2), size in zip(outputs, second, sizes):
+            out[videos, steps] = F.linear(hidden[..., first:first + size], w2, b2)
+            first += size
+    return [out.to(features.dtype) for out in outputs]
+
+
+def _chunks(B: int, K: int, row_bytes: int):
+    """(videos, segments) slices of the kernel calls: about _HIDDEN_BYTES_PER_CALL of hidden rows
+    each, whole videos where they fit, else runs of one video's segments. Not runs of every
+    video's segments: each call reads a (T, N, W) slice of the projection per video and block,
+    which pays off only over many segments (THUMOS14 windows, 16 videos of 256 segments a call:
+    the kernel 3x slower per segment than with 4,096 of one video)."""
+    per_call = max(1, _HIDDEN_BYTES_PER_CALL // row_bytes)
+    if B == 0 or K == 0:
+        return
+    if K >= per_call:
+        for b in range(B):
+            for k in range(0, K, per_call):
+                yield slice(b, b + 1), slice(k, k + per_call)
+    else:
+        videos = per_call // K
+        for b in range(0, B, videos):
+            yield slice(b, b + videos), slice(0, K)
 
 
 # Hidden units per block of the C++ kernel's projected features: whole AVX2 registers (8 floats,

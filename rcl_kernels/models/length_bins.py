@@ -8,7 +8,9 @@ grid cell" means the same on every video):
                 overlaps most (tIoU), or, overlapping none, to the bin of its own length; a bin keeps
                 the detections assigned to it.
 So a bin's mAP measures how well its instances are found, with the false positives that look like
-them, and is not diluted by detections of other lengths.
+them, and is not diluted by detections of other lengths. recall_by_length asks the other half of
+that question: whether a bin's instances are among each video's top detections at all (whatever
+their rank against false positives), with every detection of the video competing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from rcl_kernels.evaluation import detection_map
 from rcl_kernels.evaluation.characteristics import Bins
 from rcl_kernels.evaluation.io import Detections, GroundTruth, load_detections
+from rcl_kernels.evaluation.proposals import proposal_recall
 from rcl_kernels.evaluation.tiou import pairwise_tiou
 
 
@@ -34,6 +37,16 @@ def instance_lengths(gt: GroundTruth, seconds_per_step: Mapping[str, float]) -> 
     """(G,) lengths in feature steps of each instance's video."""
     sps = np.array([seconds_per_step[gt.video_ids[v]] for v in gt.video], dtype=np.float64)
     return (gt.segments[:, 1] - gt.segments[:, 0]) / sps
+
+
+def _bins_of_instances(gt: GroundTruth, seconds_per_step: Mapping[str, float], edges) -> tuple[Bins, np.ndarray]:
+    lengths = instance_lengths(gt, seconds_per_step)
+    bins = Bins.from_edges(quartile_edges(lengths) if edges is None else edges)
+    return bins, bins.assign(lengths)
+
+
+def _instances_in(gt: GroundTruth, keep: np.ndarray) -> GroundTruth:
+    return dataclasses.replace(gt, video=gt.video[keep], label=gt.label[keep], segments=gt.segments[keep])
 
 
 def _assign_bins(det: Detections, gt: GroundTruth, gt_bin: np.ndarray, seconds_per_step: Mapping[str, float],
@@ -70,16 +83,13 @@ def map_by_length(predictions, gt: GroundTruth, seconds_per_step: Mapping[str, f
     edges: bin edges in steps (default: the quartiles of the instances' lengths).
     """
     det = load_detections(predictions, gt)
-    lengths = instance_lengths(gt, seconds_per_step)
-    bins = Bins.from_edges(quartile_edges(lengths) if edges is None else edges)
+    bins, gt_bin = _bins_of_instances(gt, seconds_per_step, edges)
     edges = np.asarray(bins.edges)
-    gt_bin = bins.assign(lengths)
     det_bin = _assign_bins(det, gt, gt_bin, seconds_per_step, bins)
     rows = []
     for b in range(len(bins)):
         keep_gt = gt_bin == b
-        sub_gt = dataclasses.replace(gt, video=gt.video[keep_gt], label=gt.label[keep_gt],
-                                     segments=gt.segments[keep_gt])
+        sub_gt = _instances_in(gt, keep_gt)
         keep = det_bin == b
         sub_det = {"video": np.asarray(det.video_ids)[det.video[keep]],
                    "label": det.label[keep], "score": det.score[keep], "segment": det.segments[keep]}
@@ -87,4 +97,23 @@ def map_by_length(predictions, gt: GroundTruth, seconds_per_step: Mapping[str, f
         rows.append({"bin": bins.labels[b], "lo": float(edges[b]), "hi": float(edges[b + 1]),
                      "instances": int(keep_gt.sum()), "detections": int(keep.sum()),
                      "map": result.map.tolist(), "average_map": result.average_map})
+    return rows
+
+
+def recall_by_length(predictions, gt: GroundTruth, seconds_per_step: Mapping[str, float], *,
+                     edges: Sequence[float] | None = None, max_proposals: int = 100,
+                     tiou_thresholds=(0.5,)) -> list[dict]:
+    """[{"bin", "instances", "recall": [R@max_proposals per threshold], "average_recall"}] per bin:
+    the share of the bin's instances that one of their video's top max_proposals detections
+    (labels ignored, rcl_kernels.evaluation.proposals' rules) overlaps by tIoU >= each threshold.
+    Bins as in map_by_length (default: the instances' length quartiles)."""
+    thresholds = np.asarray(tiou_thresholds, dtype=np.float64)
+    bins, gt_bin = _bins_of_instances(gt, seconds_per_step, edges)
+    det = load_detections(predictions, gt, with_labels=False)
+    rows = []
+    for b in range(len(bins)):
+        keep = gt_bin == b
+        recall = proposal_recall(det, _instances_in(gt, keep), thresholds, max_proposals).recall[:, -1]
+        rows.append({"bin": bins.labels[b], "instances": int(keep.sum()), "recall": recall.tolist(),
+                     "average_recall": float(recall.mean()) if keep.any() else float("nan")})
     return rows

@@ -32,16 +32,13 @@ from rcl_kernels.models.losses import CLASSES, NUM_ANCHOR_OUTPUTS, OFFSETS, P1, 
 from rcl_kernels.models.refine import RecurrentRefiner, step_segments
 from rcl_kernels.models.sampling import grid_segments, training_samples
 from rcl_kernels.models.targets import anchor_targets, apply_offsets
-from rcl_kernels.nn.score_anchors import AnchorScorer
+from rcl_kernels.nn.score_anchors import AnchorScorer, score_with_scorers
 from rcl_kernels.ops.segment_interp import segment_interp
 from rcl_kernels.ops.soft_nms import soft_nms
 
 # Training segments refined per video are drawn with this weight where tIoU* < offset_min_tiou
 # (1 elsewhere): refinement matters near instances, which is also where inference applies it.
 FAR_SEGMENT_WEIGHT = 0.05
-
-
-_SEGMENTS_PER_CALL = 131072  # segments of a batch per scoring call at inference (RCL._score_in_chunks)
 
 
 class RCL(BaseAndTEM):
@@ -73,18 +70,6 @@ class RCL(BaseAndTEM):
     def score(self, encoded: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
         """(B, K, 4 + classes): p1, p2 logits, offsets, class logits of segments (B, K, 2)."""
         return score_segments(self.scorer, self.regressor, encoded, segments)
-
-    def _score_in_chunks(self, encoded: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
-        """score() of many segments (the inference grid: about 25,000 per 128-step window) in calls
-        of at most _SEGMENTS_PER_CALL segments of the batch: the CPU backend's per-segment scratch
-        (interpolation taps and hidden activations, a few KB a segment) stays bounded instead of
-        growing with the grid: `rcl-kernels detect`'s peak resident memory 2.7 -> 1.8 GB on
-        THUMOS14 windows, no slower, and with it the page faults of reaching that peak."""
-        B, K = segments.shape[:2]
-        step = max(1, _SEGMENTS_PER_CALL // max(B, 1))
-        if K <= step:
-            return self.score(encoded, segments)
-        return torch.cat([self.score(encoded, segments[:, k:k + step]) for k in range(0, K, step)], dim=1)
 
     def _first_segments(self, anchors: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
         """Stage-0 segments: the anchors moved by their predicted offsets (if offsets are on)."""
@@ -160,7 +145,7 @@ class RCL(BaseAndTEM):
         lengths = step_mask.sum(dim=1)
         anchors = grid_segments(T, cfg.max_duration, cfg.inference_resolution, device=encoded.device)
         anchors = anchors[None].expand(B, -1, -1).contiguous()
-        outputs = self._score_in_chunks(encoded, anchors)
+        outputs = self.score(encoded, anchors)
         inside = anchors[..., 0] < lengths[:, None]
         confidence = torch.sigmoid(outputs[..., P1].float()) * torch.sigmoid(outputs[..., P2].float())
         confidence = torch.where(inside, confidence, torch.zeros_like(confidence))
@@ -218,10 +203,10 @@ class RCL(BaseAndTEM):
 
 def score_segments(scorer: AnchorScorer, regressor: AnchorScorer | None, encoded: torch.Tensor,
                    segments: torch.Tensor) -> torch.Tensor:
-    out = scorer(encoded, segments, num_steps=encoded.shape[-1])
     if regressor is None:
-        return out
-    offsets = regressor(encoded, segments, num_steps=encoded.shape[-1])
+        return scorer(encoded, segments, num_steps=encoded.shape[-1])
+    # one pass for both at inference on the CPU (shared projection and taps)
+    out, offsets = score_with_scorers((scorer, regressor), encoded, segments, num_steps=encoded.shape[-1])
     return torch.cat([out[..., :2], offsets.to(out.dtype), out[..., 4:]], dim=-1)
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from rcl_kernels._vocabulary import ACTIVATIONS, COORD_FEATURES, PADDINGS
-from rcl_kernels.ops.score_anchors import score_anchors
+from rcl_kernels.ops.score_anchors import score_anchors, score_anchors_heads
 
 
 class AnchorScorer(nn.Module):
@@ -75,3 +75,30 @@ class AnchorScorer(nn.Module):
                 f"out_channels={self.out_channels}, samples_per_point={self.samples_per_point}, "
                 f"context={self.context}, padding={self.padding!r}, coord_features={self.coord_features!r}, "
                 f"activation={self.activation!r}, backend={self.backend!r}")
+
+
+# What AnchorScorers must share to be scored in one pass: everything but their weights' values.
+_SHARED_SAMPLING = ("in_channels", "num_samples", "samples_per_point", "context", "padding", "coord_features",
+                    "activation", "backend")
+
+
+def score_with_scorers(scorers, features: torch.Tensor, segments: torch.Tensor,
+                       num_steps: float | None = None) -> list[torch.Tensor]:
+    """[scorer(features, segments, num_steps) for scorer in scorers], by score_anchors_heads: at
+    inference on the CPU the scorers share one projection of the features and one set of
+    interpolation taps per segment. They must agree on every setting but hidden and
+    out_channels (ValueError naming the first that differs)."""
+    scorers = list(scorers)
+    if not scorers or not all(isinstance(s, AnchorScorer) for s in scorers):
+        raise ValueError("score_with_scorers: scorers must be a non-empty sequence of AnchorScorer")
+    for name in _SHARED_SAMPLING:
+        values = [getattr(s, name) for s in scorers]
+        if len(set(values)) != 1:
+            raise ValueError(f"score_with_scorers: the scorers differ in {name} ({values}); score them one by one")
+    first = scorers[0]
+    dtype = features.dtype if isinstance(features, torch.Tensor) else first.w1.dtype
+    heads = [(s.w1.to(dtype), s.b1.to(dtype), s.w2.to(dtype), s.b2.to(dtype)) for s in scorers]
+    return score_anchors_heads(features, segments, heads, num_samples=first.num_samples,
+                               samples_per_point=first.samples_per_point, context=first.context,
+                               padding=first.padding, coord_features=first.coord_features,
+                               activation=first.activation, num_steps=num_steps, backend=first.backend)

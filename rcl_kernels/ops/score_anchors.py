@@ -24,7 +24,7 @@ import torch
 
 from rcl_kernels._backends import OpBackends
 from rcl_kernels._vocabulary import ACTIVATIONS, COORD_FEATURES, shape_of
-from rcl_kernels.cpu.score_anchors import score_anchors_cpu
+from rcl_kernels.cpu.score_anchors import kernel_available, score_anchors_cpu, score_heads_cpu
 from rcl_kernels.ops.segment_interp import check_segment_interp_args
 from rcl_kernels.reference.score_anchors import score_anchors_reference
 from rcl_kernels.triton import score_anchors as triton_score_anchors
@@ -170,3 +170,50 @@ def score_anchors(
     if chosen == "cpu":
         return score_anchors_cpu(*args)
     return score_anchors_reference(*args)
+
+
+def score_anchors_heads(
+    features: torch.Tensor,
+    segments: torch.Tensor,
+    heads,
+    *,
+    num_samples: int | None = None,
+    samples_per_point: int = 1,
+    context: float = 0.0,
+    padding: str = "zeros",
+    coord_features: str = "ses",
+    activation: str = "relu",
+    num_steps: float | None = None,
+    backend: str = "auto",
+) -> list[torch.Tensor]:
+    """score_anchors of several MLPs over the same segments and sampling rules: `heads` is a
+    sequence of (w1, b1, w2, b2), one output per head, each equal to score_anchors(features,
+    segments, w1, b1, w2, b2, ...) with the same keyword arguments (to rounding).
+
+    On the "cpu" backend without autograd (inference) the heads share the work that does not
+    depend on their weights: the stacked first layers project the features once, and each
+    segment's interpolation taps are computed once for all heads (RCL's scorer and its offset
+    regressor: detection of a THUMOS14 window batch pays the taps once instead of twice).
+    Elsewhere (autograd, autocast, other backends) the heads are scored one by one.
+    """
+    heads = [tuple(head) for head in heads]
+    if not heads or any(len(head) != 4 for head in heads):
+        raise ValueError("score_anchors_heads: heads must be a non-empty sequence of (w1, b1, w2, b2), "
+                         f"got {len(heads)} heads of lengths {[len(head) for head in heads]}")
+    kw = dict(num_samples=num_samples, samples_per_point=samples_per_point, context=context, padding=padding,
+              coord_features=coord_features, activation=activation, num_steps=num_steps)
+    device_type = features.device.type if isinstance(features, torch.Tensor) else "cpu"
+    grad_needed = torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in (features, segments, *sum(heads, ())))
+    if len(heads) == 1 or grad_needed or torch.is_autocast_enabled(device_type) or not kernel_available():
+        return [score_anchors(features, segments, *head, **kw, backend=backend) for head in heads]
+    samples = [check_score_anchors_args(features, segments, *head, num_samples, samples_per_point, context,
+                                        padding, coord_features, activation, num_steps) for head in heads]
+    if len(set(samples)) != 1:
+        raise ValueError(f"score_anchors_heads: every head's w1 must imply the same num_samples, got {samples}")
+    chosen = SCORE_ANCHORS_BACKENDS.resolve(backend, features.device, features.dtype, ())
+    if chosen != "cpu":
+        return [score_anchors(features, segments, *head, **kw, backend=backend) for head in heads]
+    steps = float(num_steps) if num_steps is not None else float(max(features.shape[2], 1))
+    return score_heads_cpu(features, segments, heads, samples[0], samples_per_point, float(context), padding,
+                           coord_features, activation, steps)
