@@ -200,20 +200,22 @@ def score_anchors_heads(
     if not heads or any(len(head) != 4 for head in heads):
         raise ValueError("score_anchors_heads: heads must be a non-empty sequence of (w1, b1, w2, b2), "
                          f"got {len(heads)} heads of lengths {[len(head) for head in heads]}")
-    kw = dict(num_samples=num_samples, samples_per_point=samples_per_point, context=context, padding=padding,
-              coord_features=coord_features, activation=activation, num_steps=num_steps)
     device_type = features.device.type if isinstance(features, torch.Tensor) else "cpu"
-    grad_needed = torch.is_grad_enabled() and any(
-        isinstance(t, torch.Tensor) and t.requires_grad for t in (features, segments, *sum(heads, ())))
-    if len(heads) == 1 or grad_needed or torch.is_autocast_enabled(device_type) or not kernel_available():
-        return [score_anchors(features, segments, *head, **kw, backend=backend) for head in heads]
-    samples = [check_score_anchors_args(features, segments, *head, num_samples, samples_per_point, context,
-                                        padding, coord_features, activation, num_steps) for head in heads]
-    if len(set(samples)) != 1:
-        raise ValueError(f"score_anchors_heads: every head's w1 must imply the same num_samples, got {samples}")
-    chosen = SCORE_ANCHORS_BACKENDS.resolve(backend, features.device, features.dtype, ())
-    if chosen != "cpu":
-        return [score_anchors(features, segments, *head, **kw, backend=backend) for head in heads]
+    # Under autocast score_anchors casts the weights before checking them: head by head.
+    shared = len(heads) > 1 and not torch.is_autocast_enabled(device_type)
+    if shared:
+        samples = [check_score_anchors_args(features, segments, *head, num_samples, samples_per_point, context,
+                                            padding, coord_features, activation, num_steps) for head in heads]
+        if len(set(samples)) != 1:
+            raise ValueError(f"score_anchors_heads: every head's w1 must imply the same num_samples, got {samples}")
+        grad_needed = torch.is_grad_enabled() and any(
+            isinstance(t, torch.Tensor) and t.requires_grad for t in (features, segments, *sum(heads, ())))
+        shared = (not grad_needed and kernel_available()
+                  and SCORE_ANCHORS_BACKENDS.resolve(backend, features.device, features.dtype, ()) == "cpu")
+    if not shared:
+        return [score_anchors(features, segments, *head, num_samples=num_samples, samples_per_point=samples_per_point,
+                              context=context, padding=padding, coord_features=coord_features,
+                              activation=activation, num_steps=num_steps, backend=backend) for head in heads]
     steps = float(num_steps) if num_steps is not None else float(max(features.shape[2], 1))
     return score_heads_cpu(features, segments, heads, samples[0], samples_per_point, float(context), padding,
                            coord_features, activation, steps)
