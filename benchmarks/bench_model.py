@@ -190,9 +190,11 @@ def run_inference(model: Detector, batches: list[dict], device, top_k: int, auto
     collector = DetectionCollector()
     with torch.no_grad():
         for batch in batches:
+            neighbours = batch.get("window_neighbours")  # windows score each segment once, as detect does
             with autocast():
                 candidates = model.detect(batch["features"].to(device, non_blocking=True),
-                                          batch["mask"].to(device, non_blocking=True))
+                                          batch["mask"].to(device, non_blocking=True),
+                                          neighbours=None if neighbours is None else neighbours.to(device))
             collector.add(candidates, batch)
     backend = "auto" if model.config.backend == "fast" else "reference"
     results = collector.results([str(i) for i in range(model.config.num_classes)], top_k=top_k, backend=backend)

@@ -9,6 +9,9 @@ Protocol:
     --sigmas), never on the test split, and recorded with the run;
   - every table has the feature-blind prior (rcl_kernels.models.prior_baseline) and the
     features-without-signal control (feature_control = other-video) beside the models;
+  - on windowed data (THUMOS14) each test segment is scored by the one window of the video where
+    it is most central (--window-scoring once, the default; every: each window scores all of its
+    segments and Soft-NMS merges the copies), for every arm alike;
   - per-length rows: DETAD's length bins in seconds (XS <= 30 < S <= 60 < M <= 120 < L <= 180 < XL)
     on ActivityNet, length quartiles (in feature steps) on THUMOS14.
 Arms change one thing against their neighbour; `params` is reported so capacity can be checked.
@@ -30,13 +33,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rcl_kernels.data.synthetic import SyntheticDataset  # noqa: E402
 from rcl_kernels.evaluation import detection_map  # noqa: E402
-from rcl_kernels.models.config import build_configs, replace  # noqa: E402
+from rcl_kernels.models.config import WINDOW_SCORINGS, build_configs, replace  # noqa: E402
 from rcl_kernels.models.checkpoints import load_checkpoint  # noqa: E402
 from rcl_kernels.models.data_setup import load_videos, split_data  # noqa: E402
 from rcl_kernels.models.energy_baseline import EnergyContrast  # noqa: E402
 from rcl_kernels.models.matched_filter import MatchedFilter  # noqa: E402
 from rcl_kernels.models.candidates import OP_BACKEND  # noqa: E402
-from rcl_kernels.models.data_setup import batch_tensors  # noqa: E402
+from rcl_kernels.models.data_setup import batch_tensors, scoring_neighbours  # noqa: E402
 from rcl_kernels.models.inference import ground_truth  # noqa: E402
 from rcl_kernels.models.postprocess import DetectionCollector  # noqa: E402
 from rcl_kernels.models.length_bins import map_by_length, recall_by_length  # noqa: E402
@@ -128,7 +131,9 @@ def detect_with_sigmas(model, run_cfg, data, sigmas: list[float]) -> dict[float,
     with torch.no_grad():
         for batch in loader:
             features, mask, _, _ = batch_tensors(batch, torch.device("cpu"))
-            collector.add(model.detect(features, mask, class_agnostic=run_cfg.class_agnostic), batch)
+            candidates = model.detect(features, mask, class_agnostic=run_cfg.class_agnostic,
+                                      neighbours=scoring_neighbours(batch, run_cfg, torch.device("cpu")))
+            collector.add(candidates, batch)
     min_score = run_cfg.effective_nms[1]
     return {sigma: collector.results(data.videos.classes, top_k=run_cfg.effective_top_k, sigma=sigma,
                                      min_score=min_score, backend=OP_BACKEND[model.config.backend],
@@ -137,7 +142,8 @@ def detect_with_sigmas(model, run_cfg, data, sigmas: list[float]) -> dict[float,
             for sigma in sigmas}
 
 
-def arm_flags(profile: str, arm: str, seed: int, out_dir: str, max_steps: int | None = None) -> dict:
+def arm_flags(profile: str, arm: str, seed: int, out_dir: str, max_steps: int | None = None,
+              window_scoring: str | None = None) -> dict:
     """The config flags of one run: the profile's, the arm's, the seed and the video counts."""
     videos_n = PROFILE_VIDEOS.get(profile)
     flags = {**PROFILES[profile], **({} if arm in UNTRAINED else ARMS[arm])}
@@ -145,6 +151,8 @@ def arm_flags(profile: str, arm: str, seed: int, out_dir: str, max_steps: int | 
         flags["max_duration"] = PROFILES[profile]["max_duration"] * flags["input_scale"]
     if max_steps is not None:
         flags["max_steps"] = max_steps
+    if window_scoring is not None:
+        flags["window_scoring"] = window_scoring
     flags["seed"] = seed
     flags["output_dir"] = os.path.join(out_dir, f"{arm}_seed{seed}")
     if videos_n is not None:
@@ -176,15 +184,16 @@ def trained_model(arm: str, seed: int, model_cfg, run_cfg, train_data, out_dir: 
     return result.model, result.seconds, result.final_terms
 
 
-def run_arm(profile: str, arm: str, seed: int, sigmas: list[float], out_dir: str, max_steps: int | None = None) -> dict:
-    model_cfg, run_cfg = build_configs(flag_values=arm_flags(profile, arm, seed, out_dir, max_steps))
+def run_arm(profile: str, arm: str, seed: int, sigmas: list[float], out_dir: str, max_steps: int | None = None,
+            window_scoring: str | None = None) -> dict:
+    model_cfg, run_cfg = build_configs(flag_values=arm_flags(profile, arm, seed, out_dir, max_steps, window_scoring))
     train_data, heldout, test = load_data(profile, run_cfg, model_cfg.feature_dim)
     protocol = run_cfg.effective_protocol
     if arm in ("prior", "prior_nms"):
         # prior_nms: Soft-NMS over the frequencies, sigma as the models' default (not tuned)
         prior = fit_prior(train_data.videos, grid=run_cfg.temporal_scale, top_n=run_cfg.effective_top_k,
                           nms_sigma=run_cfg.effective_nms[0] if arm == "prior_nms" else None)
-        return {"arm": arm, "seed": seed, "params": 0, "sigma": None, "train_seconds": 0.0,
+        return {"arm": arm, "seed": seed, "params": 0, "sigma": None, "train_seconds": 0.0, "window_scoring": None,
                 "heldout": scores(prior_detections(prior, heldout.videos), heldout, protocol),
                 "test": scores(prior_detections(prior, test.videos), test, protocol)}
     if arm in ("energy", "matched"):
@@ -205,6 +214,7 @@ def run_arm(profile: str, arm: str, seed: int, sigmas: list[float], out_dir: str
     seconds = time.perf_counter() - began
     return {"arm": arm, "seed": seed, "params": sum(p.numel() for p in model.parameters()),
             "sigma": chosen, "train_seconds": train_seconds, "inference_seconds": seconds,
+            "window_scoring": run_cfg.window_scoring if run_cfg.effective_window else None,
             "final_terms": final_terms, "heldout": heldout_by_sigma[chosen],
             "heldout_by_sigma": {str(k): v["average_map"] for k, v in heldout_by_sigma.items()},
             "test": scores(results, test, protocol)}
@@ -260,6 +270,8 @@ def main(argv=None) -> int:
                         "several files, merged)")
     parser.add_argument("--max-steps", type=int, default=None, help="override the profile's (smoke runs)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
+    parser.add_argument("--window-scoring", choices=WINDOW_SCORINGS, default=None,
+                        help="where test windows overlap: once (the default) or every (rcl-kernels train's option)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.table_only:
@@ -275,7 +287,7 @@ def main(argv=None) -> int:
                     continue  # resumable: an interrupted sweep skips what it has
                 began = time.perf_counter()
                 runs.append(run_arm(args.profile, arm, seed, sigmas, os.path.dirname(os.path.abspath(args.output)),
-                                    args.max_steps))
+                                    args.max_steps, args.window_scoring))
                 print(f"{arm} seed {seed}: test avg mAP {100 * runs[-1]['test']['average_map']:.1f} "
                       f"({time.perf_counter() - began:.0f} s)", flush=True)
                 os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

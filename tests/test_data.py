@@ -297,7 +297,7 @@ def test_window_starts():
 def test_windowed_dataset_round_trip():
     base = _Ramp([35, 10], [[[2.0, 6.0], [14.0, 20.0], [30.0, 34.0]], [[1.0, 3.0]]])  # steps 4-12, 28-40, 60-68
     windows = WindowedDataset(base, window=16, stride=8)
-    assert [(v, s) for v, s in windows.index] == [(0, 0), (0, 8), (0, 16), (0, 19), (1, 0)]
+    assert [(v, s) for v, s, _ in windows.index] == [(0, 0), (0, 8), (0, 16), (0, 19), (1, 0)]
     item = windows[1]  # video 0, steps 8..23
     assert item["window_start"] == 8 and item["features"][0].tolist() == list(range(8, 24))
     # steps 4-12: half inside (8-12) -> kept, clipped, in window coordinates 0-4; 28-40 lies outside

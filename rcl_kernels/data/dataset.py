@@ -13,7 +13,8 @@ An item is a dict:
     seconds_per_step  float
     time_offset       float: seconds at coordinate 0 (the centre of the first feature's clip)
 Windowed items (rcl_kernels.data.windows) add `window_start` (int, the window's first step in its
-video) and carry the window's own time_offset, so that to_seconds() of window coordinates gives
+video) and `window_neighbours` (the steps back to the previous window's start and on to the next
+one's, inf where none), and carry the window's own time_offset, so that to_seconds() of window coordinates gives
 video seconds directly.
 
 seconds = time_offset + steps * seconds_per_step, for items and for collated batches alike
@@ -192,7 +193,8 @@ def collate_videos(items: Sequence[dict], *, pad_to: int | None = None, pad_mult
 
     Returns features (B, C, T), lengths (B,), mask (B, T) bool (True on real steps), segments
     (B, G, 2) zero-padded, labels (B, G) padded with -1, num_instances (B,), video_id (list), and
-    the time fields as float64 (B,) tensors (window_start as int64 when present).
+    the time fields as float64 (B,) tensors (window_start as int64 and window_neighbours (B, 2) as
+    float32 when present).
     """
     if not items:
         raise ValueError("collate_videos: no items")
@@ -231,4 +233,6 @@ def collate_videos(items: Sequence[dict], *, pad_to: int | None = None, pad_mult
         out[name] = torch.tensor([it[name] for it in items], dtype=torch.float64)
     if "window_start" in items[0]:
         out["window_start"] = torch.tensor([it["window_start"] for it in items], dtype=torch.int64)
+    if "window_neighbours" in items[0]:
+        out["window_neighbours"] = torch.tensor([it["window_neighbours"] for it in items], dtype=torch.float32)
     return out

@@ -1,12 +1,19 @@
 """Overlapping fixed-length windows over long videos (as G-TAD does on THUMOS14), and back.
 
 A window item is a normal item (rcl_kernels.data.dataset) of at most `window` steps, plus
-`window_start`; its time_offset is the window's, so to_seconds(window coordinates, item) gives
-video seconds, and window_to_video() gives video steps. Detections from overlapping windows then
-need merging (e.g. Soft-NMS) per video.
+`window_start` and `window_neighbours`; its time_offset is the window's, so to_seconds(window
+coordinates, item) gives video seconds, and window_to_video() gives video steps. Detections from
+overlapping windows then need merging (e.g. Soft-NMS) per video.
+
+Overlapping windows see most segments twice. `owned_by_window` splits the segments among them:
+a segment belongs to the window, among those that contain it, whose centre is nearest to the
+segment's midpoint (the earlier window on a tie), so a detector that scores only its window's own
+segments scores each segment once, in the window that gives it the most context on both sides.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -26,6 +33,35 @@ def window_starts(num_steps: int, window: int, stride: int) -> list[int]:
     if starts[-1] + window < num_steps:
         starts.append(num_steps - window)
     return starts
+
+
+def neighbour_gaps(starts: list[int], i: int) -> tuple[float, float]:
+    """Steps from window i's start back to the previous window's and on to the next window's
+    (inf where there is none), for windows starting at `starts` (window_starts' list)."""
+    previous = starts[i] - starts[i - 1] if i > 0 else math.inf
+    following = starts[i + 1] - starts[i] if i + 1 < len(starts) else math.inf
+    return float(previous), float(following)
+
+
+def owned_by_window(segments: torch.Tensor, length: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+    """(B, K) bool: whether segments (B, K, 2) or (K, 2), in the coordinates of windows of `length`
+    (B,) steps, belong to their window rather than to one of its neighbours, which start
+    neighbours[:, 0] steps earlier and neighbours[:, 1] steps later (inf: none).
+
+    In these coordinates the previous window is centred at length / 2 - gap, so it is nearer to a
+    midpoint at most (length - gap) / 2 (a tie goes to it, the earlier window); the next window, centred at length / 2 + gap, is nearer to a
+    midpoint beyond (length + gap) / 2. The windows of a video that has several all have the
+    same length, so a neighbour that is nearer also contains the segment whole (its midpoint at
+    most (length - gap) / 2 and its start at least 0 put its end at most length - gap), and the
+    window nearest to the midpoint among those containing the segment is the one that does not
+    lose it to either neighbour (the distance to the centres falls, then rises along the windows).
+    """
+    if segments.dim() == 2:
+        segments = segments[None]
+    length = length.to(segments.dtype)[:, None]
+    before, after = (neighbours.to(segments.dtype)[:, i, None] for i in (0, 1))
+    middle = 0.5 * (segments[..., 0] + segments[..., 1])
+    return (middle > 0.5 * (length - before)) & (middle <= 0.5 * (length + after))
 
 
 def window_to_video(segments, window_start):
@@ -50,12 +86,13 @@ class WindowedDataset(Dataset):
         self.stride = stride if stride is not None else max(1, window // 2)
         self.min_coverage = min_coverage
         self.classes = dataset.classes
-        self.index: list[tuple[int, int]] = []
+        self.index: list[tuple[int, int, tuple[float, float]]] = []
         for v, timeline in enumerate(dataset.timelines):
             segments, _ = dataset.instances(v)
-            for start in window_starts(timeline.num_steps, window, self.stride):
+            starts = window_starts(timeline.num_steps, window, self.stride)
+            for i, start in enumerate(starts):
                 if keep_empty or len(self._instances(segments, np.zeros(len(segments)), start, timeline.num_steps)[0]):
-                    self.index.append((v, start))
+                    self.index.append((v, start, neighbour_gaps(starts, i)))
 
     def __len__(self) -> int:
         return len(self.index)
@@ -66,7 +103,7 @@ class WindowedDataset(Dataset):
         return clipped - start, kept
 
     def __getitem__(self, i: int) -> dict:
-        v, start = self.index[i]
+        v, start, gaps = self.index[i]
         item = self.dataset[v]
         num_steps = item["features"].shape[1]
         segments, labels = self._instances(item["segments"].numpy(), item["labels"].numpy(), start, num_steps)
@@ -75,6 +112,7 @@ class WindowedDataset(Dataset):
         item["labels"] = torch.as_tensor(labels, dtype=torch.int64)
         item["time_offset"] = item["time_offset"] + start * item["seconds_per_step"]
         item["window_start"] = start
+        item["window_neighbours"] = gaps
         return item
 
     def ground_truth(self):

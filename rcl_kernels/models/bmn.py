@@ -41,7 +41,7 @@ from rcl_kernels.models.boundary import BoundaryHead, boundary_loss, boundary_ta
 from rcl_kernels.models.config import ModelConfig
 from rcl_kernels.models.encoder import Encoder
 from rcl_kernels.models.losses import balanced_bce, banded_mse
-from rcl_kernels.models.candidates import OP_BACKEND, Candidates
+from rcl_kernels.models.candidates import OP_BACKEND, Candidates, cell_candidates
 from rcl_kernels.models.targets import pairwise_tiou
 from rcl_kernels.ops.segment_interp import segment_interp
 
@@ -176,12 +176,14 @@ class BMN(BaseAndTEM):
         return terms
 
     @torch.no_grad()
-    def detect(self, features: torch.Tensor, mask: torch.Tensor, class_agnostic: bool = True) -> Candidates:
+    def detect(self, features: torch.Tensor, mask: torch.Tensor, class_agnostic: bool = True,
+               neighbours: torch.Tensor | None = None) -> Candidates:
         """Candidates of a batch (before Soft-NMS), in input steps, label 0 (BMN is class-agnostic).
 
         With map_upsample = k > 1 the maps and the boundary probabilities are first bilinearly
         upsampled k times (upsample_maps, upsample_probabilities): cell (l - 1, s) of the fine map is
-        the proposal [s / k, (s + l) / k] in encoder steps, scored exactly as BMN scores its cells."""
+        the proposal [s / k, (s + l) / k] in encoder steps, scored exactly as BMN scores its cells.
+        neighbours (B, 2): window gaps (rcl_kernels.models.candidates.cell_candidates)."""
         cfg = self.config
         k = cfg.map_upsample
         encoded, boundary_logits, step_mask = self.encode(features, mask)
@@ -204,7 +206,7 @@ class BMN(BaseAndTEM):
         score = start_prob * end_prob * flat(maps[:, CLASSIFICATION]) * flat(maps[:, REGRESSION])
         segments = (cells.reshape(1, -1, 2) / (k * self.units_per_step)).expand(B, -1, -1).contiguous()
         labels = torch.zeros(B, segments.shape[1], dtype=torch.int64, device=segments.device)
-        return Candidates(segments, torch.where(valid, score, torch.zeros_like(score)), labels, valid)
+        return cell_candidates(segments, score, labels, valid, mask, neighbours)
 
     def extra_repr(self) -> str:
         c = self.config

@@ -33,6 +33,7 @@ CLASSIFICATION_LOSSES = ("balanced", "scale-invariant")
 DATASETS = ("thumos14-synthetic", "activitynet-synthetic", "actionformer", "bsn", "gtad")
 PROTOCOLS = ("thumos14", "activitynet")
 FEATURE_CONTROLS = ("none", "other-video")
+WINDOW_SCORINGS = ("once", "every")
 
 
 class ConfigError(ValueError):
@@ -194,6 +195,10 @@ class RunConfig:
     window: int | None = option(None, int_at_least(0),
                                 "window length over long videos (0: whole videos; default 128 for THUMOS14, else 0)")
     window_stride: int | None = option(None, int_at_least(1), "default window // 2 (training windows: window)")
+    window_scoring: str = option("once", one_of(WINDOW_SCORINGS),
+                                 "where windows overlap, once: each segment is scored by the one window where it "
+                                 "is most central (rcl_kernels.data.windows.owned_by_window); every: each window "
+                                 "scores all of its segments, and Soft-NMS merges the copies")
     # optimisation
     batch_size: int = option(8, int_at_least(1), "items per step")
     lr: float = option(1e-3, POSITIVE, "Adam's base learning rate")

@@ -148,3 +148,12 @@ def batch_tensors(batch: dict, device: torch.device) -> tuple[torch.Tensor, ...]
     """features, mask, segments, labels of a collated batch, on `device`."""
     return (batch["features"].to(device, non_blocking=True), batch["mask"].to(device, non_blocking=True),
             batch["segments"].to(device, non_blocking=True), batch["labels"].to(device, non_blocking=True))
+
+
+def scoring_neighbours(batch: dict, run: RunConfig, device: torch.device) -> torch.Tensor | None:
+    """What a detector's `neighbours` argument takes for this batch: its windows' gaps to their
+    neighbours (B, 2) when overlapping windows share out the segments (run.window_scoring "once"),
+    else None (whole videos, or every window scoring all of its segments)."""
+    if run.window_scoring != "once" or "window_neighbours" not in batch:
+        return None
+    return batch["window_neighbours"].to(device, non_blocking=True)

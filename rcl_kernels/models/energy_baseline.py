@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rcl_kernels.models.candidates import Candidates
+from rcl_kernels.models.candidates import Candidates, cell_candidates
 from rcl_kernels.models.config import ModelConfig
 from rcl_kernels.models.sampling import grid_segments
 
@@ -32,7 +32,8 @@ class EnergyContrast(nn.Module):
         self.config = config.validate()
 
     @torch.no_grad()
-    def detect(self, features: torch.Tensor, mask: torch.Tensor, class_agnostic: bool = True) -> Candidates:
+    def detect(self, features: torch.Tensor, mask: torch.Tensor, class_agnostic: bool = True,
+               neighbours: torch.Tensor | None = None) -> Candidates:
         B, _, T = features.shape
         energy = (features.float() ** 2).mean(dim=1) * mask
         lengths = mask.sum(dim=1)
@@ -60,4 +61,4 @@ class EnergyContrast(nn.Module):
         valid = expand(e) <= end
         segments = cells[None].expand(B, -1, -1).contiguous()
         labels = torch.zeros(B, segments.shape[1], dtype=torch.int64, device=features.device)
-        return Candidates(segments, torch.where(valid, score, torch.zeros_like(score)), labels, valid)
+        return cell_candidates(segments, score, labels, valid, mask, neighbours)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from rcl_kernels.evaluation import detection_map
 from rcl_kernels.models.config import RunConfig
-from rcl_kernels.models.data_setup import SplitData, batch_tensors
+from rcl_kernels.models.data_setup import SplitData, batch_tensors, scoring_neighbours
 from rcl_kernels.models.distributed import autocast
 from rcl_kernels.models.length_bins import map_by_length
 from rcl_kernels.models.postprocess import DetectionCollector
@@ -39,7 +39,8 @@ def detect(model: Detector, run: RunConfig, data: SplitData, device: torch.devic
         for batch in tqdm(loader, desc="detect", unit="batch", disable=not run.progress, dynamic_ncols=True):
             features, mask, _, _ = batch_tensors(batch, device)
             with autocast(run, device):
-                candidates = model.detect(features, mask, class_agnostic=run.class_agnostic)
+                candidates = model.detect(features, mask, class_agnostic=run.class_agnostic,
+                                          neighbours=scoring_neighbours(batch, run, device))
             collector.add(candidates, batch)
     sigma, min_score = run.effective_nms
     results = collector.results(data.videos.classes, top_k=run.effective_top_k, sigma=sigma, min_score=min_score,

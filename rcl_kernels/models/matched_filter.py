@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rcl_kernels.models.candidates import Candidates
+from rcl_kernels.models.candidates import Candidates, cell_candidates
 from rcl_kernels.models.config import ModelConfig
 from rcl_kernels.models.sampling import grid_segments
 
@@ -69,7 +69,8 @@ class MatchedFilter(nn.Module):
         return envelope * torch.cos(phase), envelope * torch.sin(phase)
 
     @torch.no_grad()
-    def detect(self, features: torch.Tensor, mask: torch.Tensor, class_agnostic: bool = True) -> Candidates:
+    def detect(self, features: torch.Tensor, mask: torch.Tensor, class_agnostic: bool = True,
+               neighbours: torch.Tensor | None = None) -> Candidates:
         if features.dim() != 3 or mask.shape != (features.shape[0], features.shape[2]):
             raise ValueError(f"MatchedFilter: features must be (B, C, T) and mask (B, T), got "
                              f"{tuple(features.shape)} and {tuple(mask.shape)}")
@@ -93,4 +94,4 @@ class MatchedFilter(nn.Module):
         valid = cells[None, :, 1] <= mask.sum(dim=1)[:, None]
         labels = torch.zeros_like(label) if class_agnostic else label
         segments = cells[None].expand(B, -1, -1).contiguous()
-        return Candidates(segments, torch.where(valid, score, torch.zeros_like(score)), labels, valid)
+        return cell_candidates(segments, score, labels, valid, mask, neighbours)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from rcl_kernels.data.windows import owned_by_window
 from rcl_kernels.models.bmn import BMN, BaseAndTEM
 from rcl_kernels.models.boundary import boundary_loss, boundary_targets
 from rcl_kernels.models.candidates import Candidates
@@ -135,29 +136,25 @@ class RCL(BaseAndTEM):
     # -- inference -----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def detect(self, features: torch.Tensor, mask: torch.Tensor, class_agnostic: bool = False) -> Candidates:
+    def detect(self, features: torch.Tensor, mask: torch.Tensor, class_agnostic: bool = False,
+               neighbours: torch.Tensor | None = None) -> Candidates:
         """Candidates of a batch (before Soft-NMS), in input steps. class_agnostic: localisation only,
         scored without the class probability (which would only add the class head's noise to the
-        ranking), every label 0."""
+        ranking), every label 0. neighbours (B, 2): the gaps in input steps to each window's previous
+        and next window (rcl_kernels.data.windows; inf where none): each window then scores only the
+        grid segments it owns (owned_by_window), so overlapping windows do not score a segment twice."""
         cfg = self.config
         encoded, boundary_logits, step_mask = self.encode(features, mask)
         B, _, T = encoded.shape
         lengths = step_mask.sum(dim=1)
-        anchors = grid_segments(T, cfg.max_duration, cfg.inference_resolution, device=encoded.device)
-        anchors = anchors[None].expand(B, -1, -1).contiguous()
-        outputs = self.score(encoded, anchors)
-        inside = anchors[..., 0] < lengths[:, None]
-        confidence = torch.sigmoid(outputs[..., P1].float()) * torch.sigmoid(outputs[..., P2].float())
-        confidence = torch.where(inside, confidence, torch.zeros_like(confidence))
-        # Keep `candidates` diverse segments per item: Soft-NMS of the stage-0 segments (regressed
-        # when offsets are on), so the budget is not spent on near-copies of the strongest instance.
-        P = min(cfg.candidates, anchors.shape[1])
-        kept = soft_nms(self._first_segments(anchors, outputs), confidence, method="gaussian",
-                        sigma=cfg.candidate_nms_sigma, min_score=0.0, top_k=P, backend=self.op_backend)
-        top = kept.indices.clamp(min=0)
-        valid = (kept.indices >= 0) & torch.gather(inside, 1, top)
-        segments = torch.gather(anchors, 1, top[..., None].expand(-1, -1, 2))
-        outputs = torch.gather(outputs, 1, top[..., None].expand(-1, -1, outputs.shape[-1]))
+        grid = grid_segments(T, cfg.max_duration, cfg.inference_resolution, device=encoded.device)
+        inside = grid[None, :, 0] < lengths[:, None]
+        if neighbours is None:
+            owned = torch.ones_like(inside)
+        else:
+            owned = owned_by_window(grid, lengths, neighbours.to(encoded.device) * self.units_per_step)
+        P = min(cfg.candidates, grid.shape[0])
+        segments, outputs, valid = self._stage_zero(encoded, grid, owned, inside, P)
 
         if self.refiner is not None:
             segments, outputs = self.refiner(self.score, encoded, self._next_segments(segments, outputs, T),
@@ -179,6 +176,42 @@ class RCL(BaseAndTEM):
         final = (final[:, :, None, :].expand(B, P, k, 2) / self.units_per_step).reshape(B, P * k, 2)
         valid = valid[..., None].expand(B, P, k).reshape(B, P * k) & (final[..., 1] > final[..., 0])
         return Candidates(final.contiguous(), score, labels.reshape(B, P * k), valid)
+
+    def _stage_zero(self, encoded: torch.Tensor, grid: torch.Tensor, owned: torch.Tensor, inside: torch.Tensor,
+                    P: int):
+        """The `P` candidates of each item before refinement: the grid segments it owns (B, K) are
+        scored, those that start inside it (B, K) compete, and Soft-NMS of their stage-0 segments
+        (regressed when offsets are on) chooses, so the budget is not spent on near-copies of the
+        strongest instance. Items that own the same segments (every item without neighbours, the
+        windows in the middle of a video) share one scoring call. Returns the chosen grid segments
+        (B, P, 2), their outputs and validity."""
+        B = encoded.shape[0]
+        patterns, pattern_of = torch.unique(owned, dim=0, return_inverse=True)
+        segments = grid.new_zeros(B, P, 2)
+        valid = torch.zeros(B, P, dtype=torch.bool, device=encoded.device)
+        outputs = None
+        for g, pattern in enumerate(patterns):
+            items = (pattern_of == g).nonzero()[:, 0]
+            anchors = grid[pattern][None].expand(len(items), -1, -1).contiguous()
+            if anchors.shape[1] == 0:
+                continue
+            scores = self.score(encoded[items], anchors)
+            if outputs is None:  # in the scorer's dtype (autocast may lower it)
+                outputs = scores.new_zeros(B, P, scores.shape[-1])
+            competes = inside[items][:, pattern]
+            confidence = torch.sigmoid(scores[..., P1].float()) * torch.sigmoid(scores[..., P2].float())
+            confidence = torch.where(competes, confidence, torch.zeros_like(confidence))
+            kept = soft_nms(self._first_segments(anchors, scores), confidence, method="gaussian",
+                            sigma=self.config.candidate_nms_sigma, min_score=0.0, top_k=min(P, anchors.shape[1]),
+                            backend=self.op_backend)
+            top = kept.indices.clamp(min=0)
+            chosen = top.shape[1]
+            segments[items, :chosen] = torch.gather(anchors, 1, top[..., None].expand(-1, -1, 2))
+            outputs[items, :chosen] = torch.gather(scores, 1, top[..., None].expand(-1, -1, scores.shape[-1]))
+            valid[items, :chosen] = (kept.indices >= 0) & torch.gather(competes, 1, top)
+        if outputs is None:
+            outputs = encoded.new_zeros(B, P, self.num_outputs)
+        return segments, outputs, valid
 
     def boundary_probability(self, probabilities: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
         """start_prob(x_s) * end_prob(x_e), probabilities (B, 2, T) linearly interpolated at

@@ -63,9 +63,9 @@ class RecurrentRefiner(nn.Module):
         steps = []
         for _ in range(self.steps):
             e = torch.relu(self.embed(features, x, num_steps=T))
-            inputs = torch.cat([e.reshape(B * R, -1).float(), c.reshape(B * R, -1)], dim=-1)
+            inputs = torch.cat([e.reshape(B * R, e.shape[-1]).float(), c.reshape(B * R, NUM_CONFIDENCES)], dim=-1)
             h = self.cell(inputs, h.detach())  # autocast casts both to its dtype on the GPU
-            y = score(features, x).float() + self.correction(h).float().view(B, R, -1)
+            y = score(features, x).float() + self.correction(h).float().view(B, R, self.correction.out_features)
             c = torch.sigmoid(y[..., :NUM_CONFIDENCES].detach())
             steps.append((x, y))
             x = step_segments(x, y[..., 2:4], T)
