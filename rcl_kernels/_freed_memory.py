@@ -12,8 +12,10 @@ defaults; 25 s wall, 39 s user, 3.7 s sys with freed memory kept; benchmarks/ben
 measures it). With the settings
 below, large blocks come from the heap, freed blocks stay there for the next allocation, and the
 heap is never trimmed: the process keeps about its peak footprint (the pages are reused; the
-heap grows by a few blocks more while aligned requests find no freed block of their size, until
-freed neighbours coalesce), which is what a training or detection loop wants.
+heap grows by a few blocks more while torch's 64-byte-aligned requests find no freed block of
+their size, until freed neighbours coalesce: glibc serves an aligned request only from a block a
+little larger than asked; the package's CPU kernels take their outputs from plain malloc for that
+reason, csrc/cpu/heap_reusing_allocation.h), which is what a training or detection loop wants.
 
 The settings are glibc's M_MMAP_THRESHOLD, M_TRIM_THRESHOLD and M_TOP_PAD, the same as the
 environment variables MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ and MALLOC_TOP_PAD_ (which

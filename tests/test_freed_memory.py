@@ -8,7 +8,9 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
+import rcl_kernels
 from rcl_kernels import cli
 from rcl_kernels.models import detect_command, train_command
 
@@ -70,6 +72,57 @@ def test_fresh_pages_after_kept_memory_fault_in_again():
     the heap holds a freed block large enough: its pages fault in on first touch."""
     done = subprocess.run([sys.executable, "-c", FRESH_AFTER_KEEP], capture_output=True, text=True, check=True)
     assert int(done.stdout.split()[-1]) > (64 << 20) // 4096 // 2
+
+
+# The CPU kernels' large outputs come from plain malloc (csrc/cpu/heap_reusing_allocation.h):
+# a block freed by one call is exactly what the next call of the same shape asks for, even when
+# something allocated after it keeps it from merging with the rest of the free heap (torch's
+# aligned requests ask for a little more, so they would take fresh pages there). Printed: whether
+# each op's second output landed in its first one's block.
+OUTPUT_REUSE = textwrap.dedent("""
+    import torch
+    import rcl_kernels
+    assert rcl_kernels.keep_freed_memory()
+    ops = rcl_kernels.ops
+    features, segments = torch.randn(2, 32, 100), torch.rand(2, 5000, 2).sort(-1).values * 99
+    rois = torch.cat([torch.zeros(4000, 1), segments[0, :4000]], 1)
+    projected = torch.randn(1, 1, 100, 16, 8)
+    calls = {
+        "segment_interp": lambda: torch.ops.rcl_kernels.segment_interp(features, segments, 32, 3, 0.5, "bmn"),
+        "roi_align_1d": lambda: torch.ops.rcl_kernels.roi_align_1d(features, rois, 64, 1.0, 2, True),
+        "score_anchors_hidden": lambda: torch.ops.rcl_kernels.score_anchors_hidden(
+            projected, segments[:1] % 99, torch.zeros(1, 5000, 3), torch.zeros(3, 8), torch.zeros(8),
+            8, 16, 1, 0.0, "zeros", True),
+    }
+    for name, call in calls.items():
+        first = call()
+        address = first.data_ptr()
+        assert address % 64 == 0 and first.is_contiguous()
+        later = torch.empty(50_000)  # allocated after the output: the freed block cannot merge upwards
+        del first
+        second = call()
+        print(name, second.data_ptr() == address)
+        del second, later
+""")
+
+
+@needs_glibc
+@pytest.mark.skipif(not rcl_kernels._extension.has_kernel("segment_interp", "CPU"), reason="CPU kernels not built")
+def test_kernel_outputs_reuse_the_block_their_last_call_freed():
+    done = subprocess.run([sys.executable, "-c", OUTPUT_REUSE], capture_output=True, text=True, check=True)
+    reused = dict(line.split() for line in done.stdout.splitlines())
+    assert reused == {"segment_interp": "True", "roi_align_1d": "True", "score_anchors_hidden": "True"}
+
+
+@pytest.mark.skipif(not rcl_kernels._extension.has_kernel("segment_interp", "CPU"), reason="CPU kernels not built")
+def test_kernel_outputs_are_ordinary_resizable_tensors():
+    features, segments = torch.randn(1, 4, 10), torch.tensor([[[1.0, 5.0], [2.0, 8.0]]])
+    out = torch.ops.rcl_kernels.segment_interp(features, segments, 3, 1, 0.0, "zeros")
+    expected = out.clone()
+    assert out.data_ptr() % 64 == 0 and out.is_contiguous() and out.dtype == torch.float32
+    out.resize_(4, 2, 4, 3)  # a larger storage from the same allocator, the old values first
+    torch.testing.assert_close(out[:1], expected, rtol=0, atol=0)
+    assert torch.ops.rcl_kernels.segment_interp(features, segments[:, :0], 3, 1, 0.0, "zeros").shape == (1, 0, 4, 3)
 
 
 @pytest.mark.parametrize("entry", [

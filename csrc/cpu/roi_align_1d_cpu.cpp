@@ -21,6 +21,7 @@
 #include <limits>
 #include <vector>
 
+#include "heap_reusing_allocation.h"
 #include "roi_align_1d_checks.h"
 #include "roi_align_1d_common.h"
 
@@ -144,7 +145,7 @@ at::Tensor roi_align_1d_cpu(const at::Tensor& input, const at::Tensor& rois, int
   check_roi_align_1d_args(input, rois, output_size, spatial_scale);
   TORCH_CHECK(input.device().is_cpu(), "roi_align_1d (cpu kernel): input must be a CPU tensor");
   const Problem p = make_roi_align_1d_problem(input, rois, output_size, sampling_ratio, aligned);
-  at::Tensor out = at::empty({p.R, p.C, p.P}, input.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor out = empty_reusing_heap({p.R, p.C, p.P}, input.options());
   if (out.numel() == 0) return out;
   const at::ScalarType acc_type = roi_align_1d_acc_type(input);
   const at::Tensor ft = input.to(acc_type).transpose(1, 2).contiguous();

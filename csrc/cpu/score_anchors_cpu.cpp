@@ -44,6 +44,7 @@
 #include <string_view>
 #include <vector>
 
+#include "heap_reusing_allocation.h"
 #include "segment_interp_common.h"
 
 namespace rcl_kernels {
@@ -348,7 +349,7 @@ at::Tensor score_anchors_hidden_cpu(const at::Tensor& projected, const at::Tenso
   const int code = parse_padding(pad_name);
   TORCH_CHECK(code >= 0, op, ": padding must be 'zeros', 'border' or 'bmn', got '", pad_name, "'");
   TORCH_CHECK(T >= 1 || K == 0, op, ": projected must have at least one time step (T >= 1)");
-  at::Tensor hidden = at::empty({B, K, H}, projected.options());
+  at::Tensor hidden = empty_reusing_heap({B, K, H}, projected.options());  // chunk after chunk on the same pages
   if (hidden.numel() == 0) return hidden;
   const GatherProblem p{B, K, N, samples_per_point, T, H, HB, W, E};
   AT_DISPATCH_FLOATING_TYPES(dtype, "score_anchors_hidden", [&] {

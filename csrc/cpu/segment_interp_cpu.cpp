@@ -17,8 +17,6 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -26,6 +24,7 @@
 #include <vector>
 
 #include "cpu_capability.h"
+#include "heap_reusing_allocation.h"
 #include "segment_interp_cpu_avx512.h"
 #include "segment_interp_cpu_taps.h"
 #include "segment_interp_checks.h"
@@ -135,26 +134,6 @@ void backward_impl(const scalar_t* grad_out, const acc_t* ft, const acc_t* segme
   }
 }
 
-// Fresh output. The output (41 MB for the anet problem in float32) is far larger than the caches,
-// and a fresh allocation of that size is a new mmap under glibc's defaults: the first touch of
-// each 4 KiB page faults and the OS zeroes the page, which costs more than the kernel's own
-// writes (measured on 2026-12-02 on a 2-vCPU AMD EPYC VM with AVX-512: about 10,000 faults and
-// 60-70 ms for 41 MB, against about 10 ms once the pages are resident), and what it costs depends on the hypervisor and the other vCPU,
-// so the forward's speed moved from process to process. Transparent huge pages, asked for here
-// (where THP is "madvise" they are granted only on request), make the aligned interior one fault
-// per 2 MiB. A hint only: nothing changes where it is refused. Both kernels ask. A caller that
-// calls the op in a loop avoids the faults altogether by keeping freed memory in the process
-// (rcl_kernels.keep_freed_memory(), which the package's commands call).
-void advise_huge_pages(const at::Tensor& t) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t end = begin + t.nbytes();
-  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1), last = end & ~(kHuge - 1);
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-#endif
-}
-
 // Features as (B, T, Cp) in acc_t, the channels zero-padded to Cp (whole AVX-512 vectors).
 at::Tensor padded_time_major(const at::Tensor& features, at::ScalarType acc_type, int64_t Cp) {
   at::Tensor ft = at::zeros({features.size(0), features.size(2), Cp}, features.options().dtype(acc_type));
@@ -233,11 +212,12 @@ at::Tensor segment_interp_cpu(const at::Tensor& features, const at::Tensor& segm
                                                 std::string_view(padding.data(), padding.size()));
   TORCH_CHECK(features.device().is_cpu(), "segment_interp (cpu kernel): features must be a CPU tensor");
   const Problem p = make_problem(features, segments, num_samples, samples_per_point);
-  at::Tensor out = at::empty({p.B, p.K, p.C, p.N}, features.options().memory_format(at::MemoryFormat::Contiguous));
+  // The output is far larger than the caches and written once; a loop that calls the op again
+  // gets the same pages back (heap_reusing_allocation.h), so its page faults are paid once.
+  at::Tensor out = empty_reusing_heap({p.B, p.K, p.C, p.N}, features.options());
   if (out.numel() == 0) return out;
   const at::ScalarType acc_type = segment_interp_acc_type(features);
   const at::Tensor seg = segments.to(acc_type).contiguous();
-  advise_huge_pages(out);
   if (avx512_applies(p)) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features.scalar_type(), "segment_interp_cpu", [&] {
       using acc_t = at::opmath_type<scalar_t>;
