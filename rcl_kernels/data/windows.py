@@ -49,8 +49,8 @@ def owned_by_window(segments: torch.Tensor, length: torch.Tensor, neighbours: to
     neighbours[:, 0] steps earlier and neighbours[:, 1] steps later (inf: none).
 
     In these coordinates the previous window is centred at length / 2 - gap, so it is nearer to a
-    midpoint at most (length - gap) / 2 (a tie goes to it, the earlier window); the next window, centred at length / 2 + gap, is nearer to a
-    midpoint beyond (length + gap) / 2. The windows of a video that has several all have the
+    midpoint at most (length - gap) / 2 (a tie goes to it, the earlier window); the next window,
+    centred at length / 2 + gap, is nearer to a midpoint beyond (length + gap) / 2. The windows of a video that has several all have the
     same length, so a neighbour that is nearer also contains the segment whole (its midpoint at
     most (length - gap) / 2 and its start at least 0 put its end at most length - gap), and the
     window nearest to the midpoint among those containing the segment is the one that does not

@@ -22,7 +22,6 @@ class Candidates(NamedTuple):
     valid: torch.Tensor  # (B, P) bool
 
 
-
 def cell_candidates(segments: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
                     mask: torch.Tensor, neighbours: torch.Tensor | None = None) -> Candidates:
     """The candidates of a detector that scores fixed cells (B, P, 2) in input steps: invalid cells
