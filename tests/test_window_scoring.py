@@ -89,6 +89,22 @@ def test_each_segment_is_owned_by_exactly_its_nearest_centred_window(num_steps, 
         assert owners[k].nonzero()[:, 0].tolist() == [nearest], (s, e, starts)
 
 
+def test_owned_by_window_names_bad_arguments():
+    grid, length = torch.tensor([[0.0, 4.0], [2.0, 9.0]]), torch.tensor([16, 16])
+    gaps = torch.tensor([[INF, 8.0], [8.0, INF]])
+    with pytest.raises(ValueError, match=r"neighbours \(B, 2\), got \(2,\) and \(2, 3\)"):
+        owned_by_window(grid, length, torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"segments must have shape \(B, K, 2\) or \(K, 2\) with B = 2"):
+        owned_by_window(torch.zeros(3, 4, 2), length, gaps)
+    with pytest.raises(ValueError, match="neighbours must be gaps in steps, >= 0"):
+        owned_by_window(grid, length, torch.tensor([[math.nan, 8.0], [8.0, INF]]))
+    with pytest.raises(ValueError, match="neighbours must be gaps in steps, >= 0"):
+        owned_by_window(grid, length, torch.tensor([[-1.0, 8.0], [8.0, INF]]))
+    with pytest.raises(ValueError, match="neighbours"):  # through a detector
+        EnergyContrast(ModelConfig(max_duration=4)).detect(torch.randn(2, 3, 16), torch.ones(2, 16),
+                                                           neighbours=gaps[:1])
+
+
 def _windows_of_one_video(num_steps=70, window=32, stride=16, channels=6, seed=0):
     starts = window_starts(num_steps, window, stride)
     video = torch.randn(channels, num_steps, generator=torch.Generator().manual_seed(seed))

@@ -50,14 +50,25 @@ def owned_by_window(segments: torch.Tensor, length: torch.Tensor, neighbours: to
 
     In these coordinates the previous window is centred at length / 2 - gap, so it is nearer to a
     midpoint at most (length - gap) / 2 (a tie goes to it, the earlier window); the next window,
-    centred at length / 2 + gap, is nearer to a midpoint beyond (length + gap) / 2. The windows of a video that has several all have the
-    same length, so a neighbour that is nearer also contains the segment whole (its midpoint at
-    most (length - gap) / 2 and its start at least 0 put its end at most length - gap), and the
-    window nearest to the midpoint among those containing the segment is the one that does not
-    lose it to either neighbour (the distance to the centres falls, then rises along the windows).
+    centred at length / 2 + gap, is nearer to a midpoint beyond (length + gap) / 2. The windows of
+    a video that has several all have the same length, so a neighbour that is nearer also contains
+    the segment whole (its midpoint at most (length - gap) / 2 and its start at least 0 put its
+    end at most length - gap), and the window nearest to the midpoint among those containing the
+    segment is the one that does not lose it to either neighbour (the distance to the centres
+    falls, then rises along the windows).
     """
     if segments.dim() == 2:
         segments = segments[None]
+    B = length.shape[0] if length.dim() == 1 else -1
+    if segments.dim() != 3 or segments.shape[-1] != 2 or segments.shape[0] not in (1, B):
+        raise ValueError(f"owned_by_window: segments must have shape (B, K, 2) or (K, 2) with B = {B} windows, "
+                         f"got {tuple(segments.shape)}")
+    if length.dim() != 1 or tuple(neighbours.shape) != (B, 2):
+        raise ValueError(f"owned_by_window: length must have shape (B,) and neighbours (B, 2), got "
+                         f"{tuple(length.shape)} and {tuple(neighbours.shape)}")
+    if bool((torch.isnan(neighbours) | (neighbours < 0)).any()):
+        raise ValueError("owned_by_window: neighbours must be gaps in steps, >= 0 (inf: no neighbour), got "
+                         f"{neighbours.tolist() if neighbours.numel() <= 8 else 'NaN or negative values'}")
     length = length.to(segments.dtype)[:, None]
     before, after = (neighbours.to(segments.dtype)[:, i, None] for i in (0, 1))
     middle = 0.5 * (segments[..., 0] + segments[..., 1])

@@ -150,7 +150,7 @@ class RCL(BaseAndTEM):
         grid = grid_segments(T, cfg.max_duration, cfg.inference_resolution, device=encoded.device)
         inside = grid[None, :, 0] < lengths[:, None]
         if neighbours is None:
-            owned = torch.ones_like(inside)
+            owned = torch.ones_like(inside[:1])  # one row: every item owns every segment
         else:
             owned = owned_by_window(grid, lengths, neighbours.to(encoded.device) * self.units_per_step)
         P = min(cfg.candidates, grid.shape[0])
@@ -179,14 +179,17 @@ class RCL(BaseAndTEM):
 
     def _stage_zero(self, encoded: torch.Tensor, grid: torch.Tensor, owned: torch.Tensor, inside: torch.Tensor,
                     P: int):
-        """The `P` candidates of each item before refinement: the grid segments it owns (B, K) are
-        scored, those that start inside it (B, K) compete, and Soft-NMS of their stage-0 segments
-        (regressed when offsets are on) chooses, so the budget is not spent on near-copies of the
-        strongest instance. Items that own the same segments (every item without neighbours, the
-        windows in the middle of a video) share one scoring call. Returns the chosen grid segments
-        (B, P, 2), their outputs and validity."""
+        """The `P` candidates of each item before refinement: the grid segments it owns (B, K), or
+        (1, K) for every item alike, are scored, those that start inside it (B, K) compete, and
+        Soft-NMS of their stage-0 segments (regressed when offsets are on) chooses, so the budget
+        is not spent on near-copies of the strongest instance. Items that own the same segments
+        (the windows in the middle of a video) share one scoring call. Returns the chosen grid
+        segments (B, P, 2), their outputs and validity."""
         B = encoded.shape[0]
-        patterns, pattern_of = torch.unique(owned, dim=0, return_inverse=True)
+        if owned.shape[0] == 1:
+            patterns, pattern_of = owned, torch.zeros(B, dtype=torch.int64, device=owned.device)
+        else:
+            patterns, pattern_of = torch.unique(owned, dim=0, return_inverse=True)
         segments = grid.new_zeros(B, P, 2)
         valid = torch.zeros(B, P, dtype=torch.bool, device=encoded.device)
         outputs = None
